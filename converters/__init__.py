@@ -1,0 +1,1 @@
+"""Train HadaNets in PyTorch and convert them into packed model files for the board."""

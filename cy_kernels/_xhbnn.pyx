@@ -1,0 +1,2 @@
+def backend_name():
+    return "portable"

@@ -1,0 +1,3 @@
+#ifndef XHBNN_H
+#define XHBNN_H
+#endif

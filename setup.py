@@ -1,0 +1,112 @@
+"""Build the xHBNN kernels: a Cython front end over C headers (portable, AVX2, NEON).
+
+Honours CC, CFLAGS and LDFLAGS, so cross compilers work:
+    CC=aarch64-linux-gnu-gcc HBNN_TARGET_ARCH=aarch64 python setup.py build_ext
+Environment switches:
+    HBNN_TARGET_ARCH  x86_64 | aarch64 | armv7 (default: from `$CC -dumpmachine`, else this machine)
+    HBNN_OPENMP=0     build without OpenMP even when the compiler has it
+    HBNN_DEBUG=1      Cython bounds checks on, -O0 -g (for sanitizers and debugging)
+    HBNN_SANITIZE=1   add -fsanitize=address,undefined
+"""
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def compiler_command():
+    return shlex.split(os.environ.get("CC") or "cc")
+
+
+def target_arch():
+    arch = os.environ.get("HBNN_TARGET_ARCH")
+    if not arch:
+        try:
+            triple = subprocess.run(compiler_command() + ["-dumpmachine"], capture_output=True,
+                                    text=True, check=True).stdout.strip()
+            arch = triple.split("-")[0]
+        except (OSError, subprocess.CalledProcessError):
+            arch = platform.machine()
+    arch = arch.lower()
+    if arch in ("amd64", "x86_64", "x64"):
+        return "x86_64"
+    if arch in ("aarch64", "arm64"):
+        return "aarch64"
+    if arch.startswith("arm"):
+        return "armv7"
+    return arch
+
+
+def arch_flags(arch):
+    # x86-64: no -mavx2 here; the AVX2 kernels carry a target attribute and are picked at run time,
+    # so one wheel runs on any x86-64 CPU. ARM: NEON is baseline on aarch64 and on the armv7 Pis.
+    if arch == "aarch64":
+        return ["-march=armv8-a"]
+    if arch == "armv7":
+        return ["-march=armv7-a", "-mfpu=neon-vfpv4", "-mfloat-abi=hard"]
+    return []
+
+
+def compiler_accepts(flags):
+    src = "#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "probe.c")
+        with open(path, "w") as fh:
+            fh.write(src)
+        cmd = compiler_command() + flags + [path, "-o", os.path.join(tmp, "probe")]
+        try:
+            return subprocess.run(cmd, capture_output=True).returncode == 0
+        except OSError:
+            return False
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        arch = target_arch()
+        debug = os.environ.get("HBNN_DEBUG") == "1"
+        cflags = ["-std=c99", "-Wall", "-Wno-unused-function"] + arch_flags(arch)
+        cflags += ["-O0", "-g"] if debug else ["-O3"]
+        ldflags = []
+        if os.environ.get("HBNN_SANITIZE") == "1":
+            cflags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
+            ldflags += ["-fsanitize=address,undefined"]
+        if os.environ.get("HBNN_OPENMP", "1") != "0" and compiler_accepts(["-fopenmp"]):
+            cflags.append("-fopenmp")
+            ldflags.append("-fopenmp")
+        else:
+            print("hadanets-edge: building without OpenMP (threads=N will run on one thread)")
+        for ext in self.extensions:
+            ext.extra_compile_args = cflags + ext.extra_compile_args
+            ext.extra_link_args = ldflags + ext.extra_link_args
+        super().build_extensions()
+
+
+def extensions():
+    from Cython.Build import cythonize
+
+    debug = os.environ.get("HBNN_DEBUG") == "1"
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": False,
+        "cdivision": True,
+        "initializedcheck": debug,
+    }
+    ext = Extension(
+        "cy_kernels._xhbnn",
+        sources=["cy_kernels/_xhbnn.pyx", "cy_kernels/src/xhbnn.c"],
+        include_dirs=["cy_kernels/src"],
+        depends=[os.path.join("cy_kernels/src", f) for f in os.listdir(os.path.join(HERE, "cy_kernels/src"))],
+    )
+    return cythonize([ext], compiler_directives=directives)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
