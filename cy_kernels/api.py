@@ -1,0 +1,231 @@
+"""Validation and dispatch for the public kernel API.
+
+Everything a caller can get wrong is checked here, once, with a message naming
+what was expected; the compiled kernels (``_xhbnn``) then trust their inputs.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import reference as ref
+from .reference import Beta, normalize_beta
+
+try:
+    from . import _xhbnn as _ext
+except ImportError as exc:  # pragma: no cover - only on a source tree that was never built
+    raise ImportError(
+        "cy_kernels._xhbnn is not built. Build it with `make build` (or `pip install -e .`, or "
+        "`python setup.py build_ext --inplace`) from the repository root."
+    ) from exc
+
+
+def backend_name() -> str:
+    """The kernel family in use: "avx2", "neon" or "portable" (HBNN_FORCE_PORTABLE=1 forces it)."""
+    return _ext.backend_name()
+
+
+def _beta_repr(beta: Optional[int]) -> str:
+    return "inf" if beta is None else str(beta)
+
+
+class PackedWeights:
+    """Weights packed once at load time: sign bits + per-segment float32 scales.
+
+    ``bits``: uint64 (O, ceil(K/64)), rows in (kh, kw, C) order for conv weights,
+    exactly ``reference.pack_bits(w.reshape(O, -1))``. ``scales``: float32
+    (O, ceil(K/beta_w)). ``shape``: the float weight shape, (O, K) or (O, kh, kw, C).
+    For beta_w = 1 (full precision) ``bits`` is None and ``dense`` holds the floats.
+    """
+
+    __slots__ = ("shape", "beta_w", "bits", "scales", "dense", "_prepared")
+
+    def __init__(self, shape, beta_w, bits, scales, dense=None):
+        self.shape = tuple(int(s) for s in shape)
+        self.beta_w = normalize_beta(beta_w, "beta_w")
+        self.bits = bits
+        self.scales = scales
+        self.dense = dense
+        self._prepared = {}
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def row_length(self) -> int:
+        return int(np.prod(self.shape[1:]))
+
+    @classmethod
+    def from_packed(cls, bits, scales, shape, beta_w) -> "PackedWeights":
+        """Wrap bits and scales read from a model file; validates every shape, copies nothing."""
+        beta = normalize_beta(beta_w, "beta_w")
+        shape = tuple(int(s) for s in shape)
+        if len(shape) not in (2, 4) or min(shape) < 1:
+            raise ValueError(f"Expected a weight shape (O, K) or (O, kh, kw, C) of positive sizes, got {shape}")
+        if beta == 1:
+            raise ValueError("Expected beta_w > 1 for packed weights (beta_w = 1 is full precision: pass floats)")
+        o, k = shape[0], int(np.prod(shape[1:]))
+        bits = _require_array(bits, "bits", np.uint64, (o, -(-k // 64)))
+        nseg = -(-k // ref.segment_length(beta, k))
+        scales = _require_array(scales, "scales", np.float32, (o, nseg))
+        return cls(shape, beta, bits, scales)
+
+    def nbytes(self) -> int:
+        """Bytes of the packed representation (signs + scales)."""
+        if self.bits is None:
+            return int(self.dense.nbytes)
+        return int(self.bits.nbytes + self.scales.nbytes)
+
+    def __repr__(self) -> str:
+        return f"PackedWeights(shape={self.shape}, beta_w={_beta_repr(self.beta_w)}, bytes={self.nbytes()})"
+
+
+def _require_array(a, name, dtype, shape):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"Expected {name} to be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"Expected {name} of dtype {np.dtype(dtype).name}, got {a.dtype}")
+    if a.shape != tuple(shape):
+        raise ValueError(f"Expected {name} of shape {tuple(shape)}, got {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"Expected {name} to be C-contiguous")
+    return a
+
+
+def _require_float32(a, name, ndim):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"Expected {name} to be a float32 numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != np.float32:
+        raise TypeError(f"Expected {name} of dtype float32, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"Expected {name} of rank {ndim}, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"Expected a non-empty {name}, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"Expected {name} to be C-contiguous (use numpy.ascontiguousarray)")
+    return a
+
+
+def _require_vector(v, name, n):
+    if v is None:
+        return None
+    v = _require_float32(v, name, 1)
+    if v.shape[0] != n:
+        raise ValueError(f"Expected {name} of shape ({n},), got {v.shape}")
+    return v
+
+
+def _threads(threads) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"Expected threads to be an int >= 1, got {threads!r}")
+    return int(threads)
+
+
+def pack_weights(w: np.ndarray, beta_w: Beta) -> PackedWeights:
+    """Pack float weights (O, K) or (O, kh, kw, C) once; reuse the result for every call."""
+    beta = normalize_beta(beta_w, "beta_w")
+    if not isinstance(w, np.ndarray) or w.ndim not in (2, 4):
+        raise ValueError(f"Expected w as a float32 array of shape (O, K) or (O, kh, kw, C), got "
+                         f"{getattr(w, 'shape', type(w).__name__)}")
+    w = _require_float32(w, "w", w.ndim)
+    rows = w.reshape(w.shape[0], -1)
+    if beta == 1:
+        return PackedWeights(w.shape, 1, None, None, dense=w.copy())
+    bits, scales = _ext.pack_rows(rows, -1 if beta is None else beta)
+    return PackedWeights(w.shape, beta, bits, scales)
+
+
+def _as_packed(w, beta_w, ndim: int) -> PackedWeights:
+    beta = normalize_beta(beta_w, "beta_w")
+    if isinstance(w, PackedWeights):
+        if w.beta_w != beta:
+            raise ValueError(f"Expected beta_w={_beta_repr(w.beta_w)} (the packed weights' beta_w), "
+                             f"got {_beta_repr(beta)}")
+        if len(w.shape) != ndim:
+            raise ValueError(f"Expected packed weights of rank {ndim}, got shape {w.shape}")
+        return w
+    _require_float32(w, "w", ndim)
+    return pack_weights(w, beta)
+
+
+def _check_pair(beta_w: Optional[int], beta_a: Optional[int]) -> None:
+    ref.check_betas(beta_w, beta_a)
+
+
+def _epilogue_args(n_in, n_out, in_scale, in_bias, out_scale, out_bias):
+    return (_require_vector(in_scale, "in_scale", n_in), _require_vector(in_bias, "in_bias", n_in),
+            _require_vector(out_scale, "out_scale", n_out), _require_vector(out_bias, "out_bias", n_out))
+
+
+def _output(out, shape) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape \
+            or not out.flags.c_contiguous:
+        raise ValueError(f"Expected out as a C-contiguous float32 array of shape {shape}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    return out
+
+
+def hbnn_linear(x: np.ndarray, w, beta_w: Beta, beta_a: Beta, threads: int = 1, *,
+                in_scale=None, in_bias=None, out_scale=None, out_bias=None, relu: bool = False,
+                out: Optional[np.ndarray] = None) -> np.ndarray:
+    """binarize_rows(x, beta_a) @ binarize_rows(w, beta_w).T for x (M, K), w (N, K) -> (M, N)."""
+    bw, ba = normalize_beta(beta_w, "beta_w"), normalize_beta(beta_a, "beta_a")
+    _check_pair(bw, ba)
+    x = _require_float32(x, "x", 2)
+    pw = _as_packed(w, bw, 2)
+    m, k = x.shape
+    if pw.row_length != k:
+        raise ValueError(f"Expected w with K={k} columns (x is {x.shape}), got weights of shape {pw.shape}")
+    ins, inb, outs, outb = _epilogue_args(k, pw.rows, in_scale, in_bias, out_scale, out_bias)
+    result = _output(out, (m, pw.rows))
+    _ext.linear(x, pw, -1 if ba is None else ba, _threads(threads), ins, inb, outs, outb, bool(relu), result)
+    return result
+
+
+def conv_output_shape(x_shape: Tuple[int, ...], w_shape: Tuple[int, ...], stride: int, padding: int):
+    b, h, w_, _ = x_shape
+    _, kh, kw, _ = w_shape
+    return (b, ref.conv_output_size(h, kh, stride, padding), ref.conv_output_size(w_, kw, stride, padding),
+            w_shape[0])
+
+
+def hbnn_conv2d(x: np.ndarray, w, beta_w: Beta, beta_a: Beta, stride: int = 1, padding: int = 0,
+                threads: int = 1, *, in_scale=None, in_bias=None, out_scale=None, out_bias=None,
+                relu: bool = False, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """xHBNN conv: x NHWC (B, H, W, C), w (O, kh, kw, C) -> (B, H', W', O), zero padding."""
+    bw, ba = normalize_beta(beta_w, "beta_w"), normalize_beta(beta_a, "beta_a")
+    _check_pair(bw, ba)
+    x = _require_float32(x, "x", 4)
+    pw = _as_packed(w, bw, 4)
+    for name, v in (("stride", stride), ("padding", padding)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"Expected {name} to be an int, got {type(v).__name__}")
+    if stride < 1:
+        raise ValueError(f"Expected stride >= 1, got {stride}")
+    if padding < 0:
+        raise ValueError(f"Expected padding >= 0, got {padding}")
+    o, kh, kw, c = pw.shape
+    if x.shape[3] != c:
+        raise ValueError(f"Expected x with C={c} channels (weights {pw.shape}), got x of shape {x.shape}")
+    if x.shape[1] + 2 * padding < kh or x.shape[2] + 2 * padding < kw:
+        raise ValueError(f"Expected a padded input of at least {kh}x{kw}, got {x.shape[1]}x{x.shape[2]} "
+                         f"with padding {padding}")
+    shape = conv_output_shape(x.shape, pw.shape, int(stride), int(padding))
+    ins, inb, outs, outb = _epilogue_args(c, o, in_scale, in_bias, out_scale, out_bias)
+    result = _output(out, shape)
+    _ext.conv2d(x, pw, -1 if ba is None else ba, int(stride), int(padding), _threads(threads),
+                ins, inb, outs, outb, bool(relu), result)
+    return result
+
+
+def force_portable() -> bool:
+    return os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0")
+
+
+__all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "math"]
