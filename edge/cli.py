@@ -18,6 +18,7 @@ from ._version import __version__
 COMMAND_MODULES = (
     "cy_kernels.cli",
     "converters.cli",
+    "edge.model_cli",
     "edge.commands",
     "firmware_bridge.cli",
 )
