@@ -1,0 +1,352 @@
+"""The packed model file (.hbn): a safetensors container, validated on every load.
+
+Layout and rules: docs/FORMAT.md. In short: safetensors (8-byte little-endian
+header length, JSON header, aligned little-endian tensors); ``__metadata__``
+holds the format name and version, the layer graph (JSON), user metadata and a
+SHA-256 over the metadata, the tensor table and the data. Binarized layers
+store sign bits (uint64) + per-segment scales (float32); everything else is
+float32. The reader maps the file and hands out read-only views (no copies).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import mmap
+import os
+import struct
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from .errors import ModelFormatError
+from .format_graph import expected_tensors, infer_shapes, is_packed, normalize_graph
+
+FORMAT_NAME = "hadanets-hbn"
+FORMAT_VERSION = (1, 0)
+MAX_HEADER_BYTES = 16 << 20  # a graph's JSON is kilobytes; anything near this is not ours
+DTYPES = {"U64": np.dtype("<u8"), "F32": np.dtype("<f4")}
+REQUIRED_KEYS = ("format", "format_version", "graph", "sha256")
+
+
+@dataclass
+class HbnModel:
+    """A validated model: normalized graph, per-layer shapes and read-only tensor views."""
+
+    path: str
+    graph: dict
+    shapes: list
+    tensors: Dict[str, np.ndarray]   # file tensors (views over the mapped file)
+    weights: Dict[str, object]       # layer name -> PackedWeights (binarized) or float32 array
+    metadata: dict                   # user metadata given to write_hbn
+    version: Tuple[int, int]
+    sha256: str
+    file_bytes: int
+    _mapping: Optional[mmap.mmap] = field(default=None, repr=False)
+
+    @property
+    def labels(self):
+        return self.graph["labels"]
+
+    @property
+    def input_spec(self) -> dict:
+        return self.graph["input"]
+
+
+def _digest(meta: Dict[str, str], table: Dict[str, dict], data) -> str:
+    """SHA-256 over metadata (less 'sha256'), the tensor table and the data bytes (docs/FORMAT.md)."""
+    h = hashlib.sha256(b"hbn-sha256-v1\n")
+    for key in sorted(meta):
+        if key != "sha256":
+            h.update(key.encode() + b"\0" + meta[key].encode() + b"\n")
+    for name in sorted(table):
+        info = table[name]
+        shape = ",".join(str(s) for s in info["shape"])
+        start, end = info["data_offsets"]
+        h.update(f"{name}\0{info['dtype']}\0{shape}\0{start}\0{end}\n".encode())
+    h.update(data)
+    return h.hexdigest()
+
+
+def _split(blob) -> Tuple[int, dict]:
+    n = struct.unpack("<Q", blob[:8])[0]
+    return n, json.loads(bytes(blob[8:8 + n]))
+
+
+# ---- writing ------------------------------------------------------------------------------
+
+def _float_tensor(tensors, name: str, where: str) -> np.ndarray:
+    if name not in tensors:
+        raise ModelFormatError(f"Expected tensor {name!r} for {where}, got no such tensor")
+    a = tensors[name]
+    if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+        raise ModelFormatError(f"Expected {name!r} as a float numpy array, got "
+                               f"{getattr(a, 'dtype', type(a).__name__)}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if not np.isfinite(a).all():
+        raise ModelFormatError(f"Expected finite values in {name!r}, got NaN or inf")
+    return a
+
+
+def _file_arrays(graph: dict, tensors) -> Dict[str, np.ndarray]:
+    """Pack binarized weights and collect the float tensors under their file names."""
+    from cy_kernels import pack_weights
+
+    arrays: Dict[str, np.ndarray] = {}
+    for i, layer in enumerate(graph["layers"]):
+        where = f"layer {i} ({layer['name']})"
+        if layer["type"] in ("conv2d", "dense"):
+            w = _float_tensor(tensors, layer["weight"], where)
+            layer["weight_shape"] = list(w.shape)
+            if is_packed(layer):
+                rank = 4 if layer["type"] == "conv2d" else 2
+                if w.ndim != rank:
+                    raise ModelFormatError(f"Expected {where} weight of rank {rank}, got shape {w.shape}")
+                pw = pack_weights(w, layer["beta_w"])
+                arrays[layer["weight"] + ".bits"] = np.ascontiguousarray(pw.bits, dtype=np.uint64)
+                arrays[layer["weight"] + ".scales"] = np.ascontiguousarray(pw.scales, dtype=np.float32)
+            else:
+                arrays[layer["weight"]] = w
+            if layer["bias"] is not None:
+                arrays[layer["bias"]] = _float_tensor(tensors, layer["bias"], where)
+        elif layer["type"] == "affine":
+            for key in ("scale", "bias"):
+                arrays[layer[key]] = _float_tensor(tensors, layer[key], where)
+    return arrays
+
+
+def write_hbn(path, graph: dict, tensors: Dict[str, np.ndarray], *, metadata: Optional[dict] = None) -> str:
+    """Validate ``graph`` + float ``tensors``, pack them and write ``path`` atomically.
+
+    ``metadata``: optional JSON-serializable dict (training run, accuracy...) kept in the file.
+    The file is read back and fully validated before it replaces ``path``. Returns the SHA-256.
+    """
+    g = normalize_graph(graph)
+    arrays = _file_arrays(g, tensors)
+    shapes = infer_shapes(g)
+    want = expected_tensors(g, shapes)
+    for name, (dtype, shape) in want.items():
+        if arrays[name].shape != shape:
+            raise ModelFormatError(f"Expected tensor {name!r} of shape {shape}, got {arrays[name].shape}")
+    try:
+        user = json.dumps(metadata or {}, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"Expected JSON-serializable metadata, got {exc}") from None
+    meta = {"format": FORMAT_NAME, "format_version": "%d.%d" % FORMAT_VERSION,
+            "graph": json.dumps(g, sort_keys=True, allow_nan=False), "metadata": user}
+    return _write_container(path, {k: arrays[k] for k in want}, meta)
+
+
+def _write_container(path, arrays: Dict[str, np.ndarray], meta: Dict[str, str]) -> str:
+    """Serialize with safetensors, add the digest, verify by reading back, then rename into place."""
+    from safetensors.numpy import save
+
+    blob = save(arrays, metadata=dict(meta))
+    n, header = _split(blob)
+    table = {k: v for k, v in header.items() if k != "__metadata__"}
+    meta = dict(meta, sha256=_digest(meta, table, memoryview(blob)[8 + n:]))
+    blob = save(arrays, metadata=meta)
+    n2, header2 = _split(blob)
+    if {k: v for k, v in header2.items() if k != "__metadata__"} != table:  # pragma: no cover
+        raise RuntimeError("safetensors laid the tensors out differently on the second pass")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".hbn", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        read_hbn(tmp)  # never publish a file our own reader rejects
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return meta["sha256"]
+
+
+# ---- reading ------------------------------------------------------------------------------
+
+def _check_table(header: dict, data_len: int, data_start: int) -> Dict[str, dict]:
+    """Every tensor entry well-formed, aligned, in bounds, no gaps or overlaps, covering the data."""
+    table, spans = {}, []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise ModelFormatError(f"Expected tensor {name!r} entry with dtype, shape, data_offsets, got {info!r}")
+        dtype, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype not in DTYPES:
+            raise ModelFormatError(f"Expected tensor {name!r} of dtype U64 or F32, got {dtype!r}")
+        if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+            raise ModelFormatError(f"Expected tensor {name!r} shape as a list of ints >= 0, got {shape!r}")
+        if not isinstance(offs, list) or len(offs) != 2 or not all(type(o) is int for o in offs) \
+                or not 0 <= offs[0] <= offs[1]:
+            raise ModelFormatError(f"Expected tensor {name!r} data_offsets [start, end], got {offs!r}")
+        count = math.prod(shape)
+        size = DTYPES[dtype].itemsize
+        if offs[1] - offs[0] != count * size:
+            raise ModelFormatError(f"Expected tensor {name!r} of {count * size} bytes for shape {shape}, "
+                                   f"got {offs[1] - offs[0]}")
+        if (data_start + offs[0]) % size:
+            raise ModelFormatError(f"Expected tensor {name!r} aligned to {size} bytes, got offset "
+                                   f"{data_start + offs[0]}")
+        table[name] = info
+        spans.append((offs[0], offs[1], name))
+    pos = 0
+    for start, end, name in sorted(spans):
+        if start != pos:
+            raise ModelFormatError(f"Expected tensor {name!r} to start at byte {pos} of the data, got {start} "
+                                   f"(gap or overlap)")
+        pos = end
+    if pos != data_len:
+        what = "truncated" if pos > data_len else "trailing bytes after the tensors"
+        raise ModelFormatError(f"Expected {pos} bytes of tensor data, got {data_len} ({what})")
+    return table
+
+
+def _parse_version(text) -> Tuple[int, int]:
+    try:
+        major, minor = (int(p) for p in str(text).split("."))
+    except ValueError:
+        raise ModelFormatError(f"Expected format_version 'MAJOR.MINOR', got {text!r}") from None
+    if major != FORMAT_VERSION[0]:
+        raise ModelFormatError(f"Expected format version {FORMAT_VERSION[0]}.x (this reader), got {text} "
+                               f"(a newer or older major version: convert the model again)")
+    return major, minor
+
+
+def _check_metadata(header: dict) -> Dict[str, str]:
+    meta = header.get("__metadata__")
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise ModelFormatError("Expected a safetensors __metadata__ object of strings, got none "
+                               "(not a .hbn model)")
+    if meta.get("format") != FORMAT_NAME:
+        raise ModelFormatError(f"Expected format {FORMAT_NAME!r} (bad magic), got {meta.get('format')!r}")
+    for key in REQUIRED_KEYS:
+        if key not in meta:
+            raise ModelFormatError(f"Expected metadata key {key!r}, got keys {sorted(meta)}")
+    return meta
+
+
+def _safetensors_cross_check(path: str, table: Dict[str, dict]) -> None:
+    """Let the safetensors library validate the container too (its own offset/dtype checks)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="numpy") as f:
+            keys = set(f.keys())
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFormatError(f"Expected a valid safetensors container, got: {exc}") from None
+    if keys != set(table):  # pragma: no cover - both parsers read the same header
+        raise ModelFormatError(f"Expected tensors {sorted(table)}, safetensors sees {sorted(keys)}")
+
+
+def read_hbn(path) -> HbnModel:
+    """Open, validate and map a .hbn model. Raises ModelFormatError naming the problem."""
+    path = os.fspath(path)
+    try:
+        return _read(path)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{path}: {exc}") from None
+
+
+def _read(path: str) -> HbnModel:
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise ModelFormatError(f"Expected a readable model file, got {exc.strerror or exc}") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            raise ModelFormatError(f"Expected at least 8 bytes (header length), got a {size}-byte file (truncated)")
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > size - 8:  # checked before reading: a lying length never allocates
+            raise ModelFormatError(f"Expected a header length within the {size}-byte file, got {n} (truncated?)")
+        if n > MAX_HEADER_BYTES or n < 2:
+            raise ModelFormatError(f"Expected a header length of 2..{MAX_HEADER_BYTES} bytes, got {n}")
+        raw = f.read(n)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ModelFormatError(f"Expected a JSON header, got unparsable bytes ({exc})") from None
+        if not isinstance(header, dict):
+            raise ModelFormatError(f"Expected a JSON object header, got {type(header).__name__}")
+        meta = _check_metadata(header)
+        version = _parse_version(meta["format_version"])
+        table = _check_table(header, size - 8 - n, 8 + n)
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    data = memoryview(mapping)[8 + n:]
+    digest = _digest(meta, table, data)
+    data.release()
+    if digest != meta["sha256"]:
+        raise ModelFormatError(f"Expected SHA-256 {meta['sha256']}, got {digest} (checksum mismatch: "
+                               f"the file is corrupt or was modified)")
+    _safetensors_cross_check(path, table)
+    try:
+        graph = json.loads(meta["graph"])
+        user = json.loads(meta.get("metadata", "{}"))
+    except ValueError as exc:
+        raise ModelFormatError(f"Expected JSON in the graph metadata, got {exc}") from None
+    graph = normalize_graph(graph)
+    shapes = infer_shapes(graph)
+    want = expected_tensors(graph, shapes)
+    missing, extra = sorted(set(want) - set(table)), sorted(set(table) - set(want))
+    if missing or extra:
+        raise ModelFormatError(f"Expected the graph's tensors exactly, got missing {missing}, extra {extra}")
+    tensors = {}
+    for name, (dtype, shape) in want.items():
+        info = table[name]
+        if info["dtype"] != dtype or tuple(info["shape"]) != shape:
+            raise ModelFormatError(f"Expected tensor {name!r} as {dtype} {list(shape)}, got {info['dtype']} "
+                                   f"{info['shape']}")
+        tensors[name] = _view(mapping, 8 + n + info["data_offsets"][0], DTYPES[dtype], shape)
+    weights = _check_values(graph, tensors)
+    return HbnModel(path, graph, shapes, tensors, weights, user if isinstance(user, dict) else {},
+                    version, digest, size, mapping)
+
+
+def _view(mapping: mmap.mmap, offset: int, dtype: np.dtype, shape) -> np.ndarray:
+    count = math.prod(shape)
+    a = np.frombuffer(mapping, dtype=dtype, count=count, offset=offset).reshape(shape)
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts get native copies
+        a = a.astype(dtype.newbyteorder("="))
+    return a
+
+
+def _check_values(graph: dict, tensors: Dict[str, np.ndarray]) -> Dict[str, object]:
+    """Finite floats, non-negative scales, zero padding bits; wrap packed weights for the kernels."""
+    from cy_kernels import PackedWeights
+
+    for name, a in tensors.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ModelFormatError(f"Expected finite values in tensor {name!r}, got NaN or inf")
+    weights: Dict[str, object] = {}
+    for layer in graph["layers"]:
+        if layer["type"] not in ("conv2d", "dense"):
+            continue
+        if not is_packed(layer):
+            weights[layer["name"]] = tensors[layer["weight"]]
+            continue
+        bits, scales = tensors[layer["weight"] + ".bits"], tensors[layer["weight"] + ".scales"]
+        if (scales < 0).any():
+            raise ModelFormatError(f"Expected scales >= 0 in {layer['weight']}.scales, got negative values")
+        k = math.prod(layer["weight_shape"][1:])
+        if k % 64 and (bits[:, -1] >> np.uint64(k % 64)).any():
+            raise ModelFormatError(f"Expected zero padding bits past K={k} in {layer['weight']}.bits, got ones")
+        try:
+            weights[layer["name"]] = PackedWeights.from_packed(bits, scales, layer["weight_shape"],
+                                                               layer["beta_w"])
+        except (TypeError, ValueError) as exc:
+            raise ModelFormatError(f"Expected packed weights for {layer['name']}, got: {exc}") from None
+    return weights
+
+
+load_model = read_hbn
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "HbnModel", "ModelFormatError", "load_model", "read_hbn",
+           "write_hbn"]
