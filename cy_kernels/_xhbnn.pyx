@@ -1,39 +1,411 @@
-# Temporary: the real kernels replace these NumPy-backed bodies (same signatures).
+# cython: language_level=3
+"""Cython front end of the xHBNN kernels.
+
+api.py validates every argument; the functions here trust their inputs. Each
+(weights, input shape, betas, stride, padding) combination gets a *plan*, built
+once and cached on the PackedWeights: the path to take, the weights re-laid out
+for that path, and every scratch buffer. A call then packs, runs im2col and the
+GEMM with the GIL released and allocates nothing.
+
+Paths (see docs/DESIGN.md):
+  xor   both sides binarized, blocks of >= 8 bits: XOR + popcount GEMM on packed im2col
+  sign  float activations (beta_a = 1, or activations binarized to floats when their
+        blocks are too short for bit packing) against packed +-1 weights: adds/subtracts
+  float full-precision weights: BLAS (numpy.matmul) on float im2col
+"""
+import os
+import threading
+from math import gcd
+
 import numpy as np
-from . import reference as ref
+
+from libc.stdint cimport int64_t, uint64_t
+
+
+cdef extern from "xhbnn.h":
+    ctypedef struct hbnn_epilogue:
+        const float *scale
+        const float *bias
+        int relu
+    ctypedef struct hbnn_xor_args:
+        const uint64_t *a
+        const float *as_ "as"
+        int64_t m
+        const uint64_t *b
+        const float *bs
+        int64_t n
+        int64_t kwords
+        int64_t nblk
+        int L
+        const float *len
+        float *out
+        int64_t ldo
+        hbnn_epilogue ep
+    ctypedef struct hbnn_sign_args:
+        const float *f
+        int64_t m
+        int64_t k
+        int64_t kpad
+        const uint64_t *bits
+        int64_t nwords
+        const float *scales
+        int64_t nseg
+        int64_t seg
+        int64_t n
+        float *out
+        int64_t ldo
+        hbnn_epilogue ep
+    ctypedef struct hbnn_backend:
+        const char *name
+    int HBNN_ROW_WORDS
+    int HBNN_FLOAT_PAD
+    const hbnn_backend *hbnn_select_backend(int force_portable) nogil
+    void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads) nogil
+    void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads) nogil
+    void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
+                        const float *in_scale, const float *in_bias, int64_t seg,
+                        uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L,
+                        int threads) nogil
+    void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp,
+                          int64_t wp, int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw,
+                          int64_t stride, int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
+                          float *dst_scales, int64_t row_blk, int threads) nogil
+    void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
+                           const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
+                           int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst,
+                           int64_t row_len, int threads) nogil
+    void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *in_scale,
+                             const float *in_bias, int64_t seg, float *out) nogil
+
+
+cdef const hbnn_backend *_backend = hbnn_select_backend(
+    1 if os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0") else 0)
+
+MAX_PLANS_PER_WEIGHTS = 8
+
 
 def backend_name():
-    return "portable"
+    return (<bytes>_backend.name).decode()
 
-def pack_rows(rows, beta):
-    b = None if beta < 0 else beta
-    return ref.pack_bits(rows), ref.segment_scales(rows, b)
 
-def _weights(pw):
-    if pw.bits is None:
-        return pw.dense.reshape(pw.shape[0], -1), 1
+cdef inline const float *_fptr(object a):
+    """Pointer to a float32 C-contiguous array's data, or NULL for None."""
+    cdef float[::1] v
+    if a is None:
+        return NULL
+    v = a.reshape(-1)
+    return &v[0]
+
+
+cdef inline int64_t _seg(int64_t beta, int64_t n):
+    """Segment length on a row of n elements; beta < 0 means infinity."""
+    if beta < 0 or beta > n:
+        return n
+    return beta
+
+
+def pack_rows(rows, int64_t beta):
+    """Canonical packing of float rows (O, K): bits (O, ceil(K/64)) and per-segment scales."""
+    cdef float[:, ::1] x = rows
+    cdef int64_t o = x.shape[0], k = x.shape[1]
+    cdef int64_t seg = _seg(beta, k)
+    bits = np.empty((o, (k + 63) // 64), dtype=np.uint64)
+    scales = np.empty((o, (k + seg - 1) // seg), dtype=np.float32)
+    cdef uint64_t[:, ::1] b = bits
+    cdef float[:, ::1] s = scales
+    with nogil:
+        hbnn_pack_rows(_backend, &x[0, 0], o, k, k, NULL, NULL, seg, &b[0, 0], b.shape[1],
+                       &s[0, 0], s.shape[1], 0, 1)
+    return bits, scales
+
+
+def block_width(int64_t c, int64_t seg_a, int64_t k, int64_t seg_w):
+    """Widest power-of-two block (<= 64 bits) inside which both segment scales are constant.
+
+    Activation segments restart at every pixel (every c elements, each pixel padded to whole
+    words); weight segments run along the whole (kh, kw, C) row of k elements.
+    """
+    cdef int64_t L = 64, e
+    for e in range(seg_a, c, seg_a):
+        L = gcd(L, e)
+    for e in range(seg_w, k, seg_w):
+        L = gcd(L, e % c)
+    return L
+
+
+def _unpack_rows(bits, int64_t k):
+    """Canonical packed rows -> bool (O, k), True where negative."""
+    as_bytes = np.ascontiguousarray(bits.astype("<u8", copy=False)).view(np.uint8)
+    return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :k].astype(bool)
+
+
+def _pack_bool(neg):
+    """bool (O, nbits) with nbits a multiple of 64 -> uint64 words (O, nbits / 64)."""
+    packed = np.packbits(neg, axis=1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
+
+
+def _xor_weights(pw, int64_t c, int64_t L, int64_t row_words):
+    """Weights re-laid out for the xor path: pixels padded to whole words, block scales, lengths."""
+    o = pw.shape[0]
     k = pw.row_length
-    neg = ref.unpack_bits(pw.bits, k)
-    seg = ref.segment_length(pw.beta_w, k)
+    npix = k // c
+    wc = (c + 63) // 64
+    pix_blk = wc * 64 // L
+    row_blk = row_words * 64 // L
+    neg = _unpack_rows(pw.bits, k).reshape(o, npix, c)
+    padded = np.zeros((o, row_words * 64), dtype=bool)
+    padded[:, :npix * wc * 64].reshape(o, npix, wc * 64)[:, :, :c] = neg
+    wbits = _pack_bool(padded)
+    # block (pixel p, block t of the pixel) starts at element p*c + t*L; blocks past c are padding
+    t = np.arange(pix_blk)
+    start_in_pixel = t * L
+    real = start_in_pixel < c
+    elem = (np.arange(npix)[:, None] * c + np.minimum(start_in_pixel, c - 1)[None, :]).reshape(-1)
+    seg_w = pw.row_length if pw.beta_w is None else min(pw.beta_w, k)
+    sw = np.zeros((o, row_blk), dtype=np.float32)
+    sw[:, :npix * pix_blk] = pw.scales[:, elem // seg_w] * np.tile(real, npix)[None, :]
+    lens = np.zeros(row_blk, dtype=np.float32)
+    lens[:npix * pix_blk] = np.tile(np.clip(c - start_in_pixel, 0, L), npix)
+    return wbits, sw, lens
+
+
+def _dequantized(pw):
+    """Binarized weights as floats (O, K): scale * sign."""
+    k = pw.row_length
+    neg = _unpack_rows(pw.bits, k)
+    seg = k if pw.beta_w is None else min(pw.beta_w, k)
     sc = np.repeat(pw.scales, seg, axis=1)[:, :k]
-    return np.where(neg, -sc, sc).astype(np.float32), 1
+    return np.where(neg, -sc, sc).astype(np.float32)
 
-def _finish(y, outs, outb, relu, result):
-    result[...] = ref.epilogue(y, outs, outb, relu)
 
-def _prescale(x, ins, inb):
-    if ins is not None:
-        x = x * ins
-    if inb is not None:
-        x = x + inb
-    return np.ascontiguousarray(x, dtype=np.float32)
+cdef class ConvPlan:
+    """Everything one conv/linear call shape needs, allocated once."""
+    cdef public str path
+    cdef public object lock
+    cdef int64_t b, h, w, c, o, kh, kw, stride, pad, oh, ow, p
+    cdef int64_t seg_a, seg_w, L, wc, pix_blk, row_words, row_blk, kpad, k
+    cdef int binarize_acts
+    cdef object wbits, wscales, lens, abits, ascales, img_bits, img_scales, cols, acts, wfloat_t, direct
+    cdef object pw_bits, pw_scales
 
-def linear(x, pw, beta_a, threads, ins, inb, outs, outb, relu, result):
-    wf, _ = _weights(pw)
-    y = ref.hbnn_linear(_prescale(x, ins, inb), wf, 1, None if beta_a < 0 else beta_a)
-    _finish(y, outs, outb, relu, result)
+    def __init__(self, pw, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad):
+        self.lock = threading.Lock()
+        self.b, self.h, self.w, self.c = xshape
+        self.o = pw.shape[0]
+        self.kh, self.kw = (pw.shape[1], pw.shape[2]) if len(pw.shape) == 4 else (1, 1)
+        self.stride, self.pad = stride, pad
+        self.oh = (self.h + 2 * pad - self.kh) // stride + 1
+        self.ow = (self.w + 2 * pad - self.kw) // stride + 1
+        self.p = self.b * self.oh * self.ow
+        self.k = pw.row_length
+        self.kpad = (self.k + HBNN_FLOAT_PAD - 1) // HBNN_FLOAT_PAD * HBNN_FLOAT_PAD
+        self.seg_a = _seg(beta_a, self.c)
+        self.binarize_acts = 0
+        self.seg_w = self.k if pw.beta_w is None else min(pw.beta_w, self.k)
+        self.direct = self.kh == 1 and self.kw == 1 and stride == 1 and pad == 0
+        bw = pw.beta_w
+        if bw == 1:
+            self._plan_float(pw, beta_a != 1)
+        elif beta_a == 1:
+            self._plan_sign(pw, False)
+        else:
+            self.L = block_width(self.c, self.seg_a, self.k, self.seg_w)
+            if self.L >= 8:
+                self._plan_xor(pw)
+            elif self.seg_a <= self.seg_w:
+                self._plan_sign(pw, True)   # activations have the short segments: make them floats
+            else:
+                self.wfloat_t = np.ascontiguousarray(_dequantized(pw).T)
+                self._plan_float(None, True)
 
-def conv2d(x, pw, beta_a, stride, padding, threads, ins, inb, outs, outb, relu, result):
-    wf, _ = _weights(pw)
-    y = ref.hbnn_conv2d(_prescale(x, ins, inb), wf.reshape(pw.shape), 1, None if beta_a < 0 else beta_a, stride, padding)
-    _finish(y, outs, outb, relu, result)
+    def _plan_float(self, pw, bint binarize_acts):
+        self.path = "float"
+        self.binarize_acts = binarize_acts
+        if pw is not None:
+            self.wfloat_t = np.ascontiguousarray(pw.dense.reshape(self.o, -1).T)
+        self.cols = np.empty((self.p, self.k), dtype=np.float32)
+        if binarize_acts:
+            self.acts = np.empty((self.b, self.h, self.w, self.c), dtype=np.float32)
+
+    def _plan_sign(self, pw, bint binarize_acts):
+        self.path = "sign"
+        self.binarize_acts = binarize_acts
+        self.pw_bits, self.pw_scales = pw.bits, pw.scales
+        self.cols = np.zeros((self.p, self.kpad), dtype=np.float32)
+        if binarize_acts:
+            self.acts = np.empty((self.b, self.h, self.w, self.c), dtype=np.float32)
+
+    def _plan_xor(self, pw):
+        self.path = "xor"
+        self.wc = (self.c + 63) // 64
+        self.pix_blk = self.wc * 64 // self.L
+        raw_words = self.kh * self.kw * self.wc
+        self.row_words = (raw_words + HBNN_ROW_WORDS - 1) // HBNN_ROW_WORDS * HBNN_ROW_WORDS
+        self.row_blk = self.row_words * 64 // self.L
+        self.wbits, self.wscales, self.lens = _xor_weights(pw, self.c, self.L, self.row_words)
+        self.abits = np.zeros((self.p, self.row_words), dtype=np.uint64)
+        self.ascales = np.zeros((self.p, self.row_blk), dtype=np.float32)
+        if not self.direct:
+            hp, wp = self.h + 2 * self.pad, self.w + 2 * self.pad
+            # zero border = zero padding after binarization; only the interior is ever written
+            self.img_bits = np.zeros((self.b, hp, wp, self.wc), dtype=np.uint64)
+            self.img_scales = np.zeros((self.b, hp, wp, self.pix_blk), dtype=np.float32)
+
+    def run(self, x, ins, inb, outs, outb, bint relu, result, int threads):
+        if self.path == "xor":
+            self._run_xor(x, ins, inb, outs, outb, relu, result, threads)
+        elif self.path == "sign":
+            self._run_sign(x, ins, inb, outs, outb, relu, result, threads)
+        else:
+            self._run_float(x, ins, inb, outs, outb, relu, result, threads)
+
+    cdef object _float_input(self, x, ins, inb):
+        """The float activations the im2col reads, and whether it must still apply the affine."""
+        cdef float[:, :, :, ::1] xv = x
+        cdef float[:, :, :, ::1] av
+        if not self.binarize_acts:
+            return x, True
+        cdef const float *s = _fptr(ins)
+        cdef const float *bias = _fptr(inb)
+        av = self.acts
+        with nogil:
+            hbnn_binarize_float(&xv[0, 0, 0, 0], self.b * self.h * self.w, self.c, s, bias,
+                                self.seg_a, &av[0, 0, 0, 0])
+        return self.acts, False
+
+    cdef void _float_cols(self, src, bint affine, ins, inb, int64_t row_len, int threads):
+        cdef float[:, :, :, ::1] sv = src
+        cdef float[:, ::1] cv = self.cols
+        cdef const float *s = _fptr(ins) if affine else NULL
+        cdef const float *bias = _fptr(inb) if affine else NULL
+        with nogil:
+            hbnn_im2col_float(&sv[0, 0, 0, 0], self.b, self.h, self.w, self.c, s, bias, self.kh, self.kw,
+                              self.stride, self.pad, self.oh, self.ow, &cv[0, 0], row_len, threads)
+
+    def _run_float(self, x, ins, inb, outs, outb, relu, result, int threads):
+        src, affine = self._float_input(x, ins, inb)
+        self._float_cols(src, affine, ins, inb, self.k, threads)
+        out2d = result.reshape(self.p, self.o)
+        np.matmul(self.cols, self.wfloat_t, out=out2d)
+        if outs is not None:
+            np.multiply(out2d, outs, out=out2d)
+        if outb is not None:
+            np.add(out2d, outb, out=out2d)
+        if relu:
+            np.maximum(out2d, 0, out=out2d)
+
+    def _run_sign(self, x, ins, inb, outs, outb, bint relu, result, int threads):
+        cdef hbnn_sign_args g
+        cdef float[:, ::1] cv
+        cdef uint64_t[:, ::1] bv = self.pw_bits
+        cdef float[:, ::1] sv = self.pw_scales
+        cdef float[::1] ov = result.reshape(-1)
+        src, affine = self._float_input(x, ins, inb)
+        self._float_cols(src, affine, ins, inb, self.kpad, threads)
+        cv = self.cols
+        g.f = &cv[0, 0]
+        g.m = self.p
+        g.k = self.k
+        g.kpad = self.kpad
+        g.bits = &bv[0, 0]
+        g.nwords = bv.shape[1]
+        g.scales = &sv[0, 0]
+        g.nseg = sv.shape[1]
+        g.seg = self.seg_w
+        g.n = self.o
+        g.out = &ov[0]
+        g.ldo = self.o
+        g.ep.scale = _fptr(outs)
+        g.ep.bias = _fptr(outb)
+        g.ep.relu = relu
+        with nogil:
+            hbnn_sign_gemm(_backend, &g, threads)
+
+    def _run_xor(self, x, ins, inb, outs, outb, bint relu, result, int threads):
+        cdef hbnn_xor_args g
+        cdef float[:, :, :, ::1] xv = x
+        cdef uint64_t[:, ::1] abits = self.abits
+        cdef float[:, ::1] ascales = self.ascales
+        cdef uint64_t[:, :, :, ::1] ib
+        cdef float[:, :, :, ::1] isc
+        cdef uint64_t[:, ::1] wb = self.wbits
+        cdef float[:, ::1] ws = self.wscales
+        cdef float[::1] lens = self.lens
+        cdef float[::1] ov = result.reshape(-1)
+        cdef const float *s = _fptr(ins)
+        cdef const float *bias = _fptr(inb)
+        cdef int64_t hp, wp, y
+        if self.direct:
+            with nogil:
+                hbnn_pack_rows(_backend, &xv[0, 0, 0, 0], self.p, self.c, self.c, s, bias, self.seg_a,
+                               &abits[0, 0], self.row_words, &ascales[0, 0], self.row_blk, <int>self.L, threads)
+        else:
+            ib = self.img_bits
+            isc = self.img_scales
+            hp, wp = self.h + 2 * self.pad, self.w + 2 * self.pad
+            with nogil:
+                for y in range(self.b * self.h):
+                    # one image row of W pixels lands in the interior of the zero-bordered image
+                    hbnn_pack_rows(_backend, &xv[0, 0, 0, 0] + y * self.w * self.c, self.w, self.c, self.c,
+                                   s, bias, self.seg_a,
+                                   &ib[0, 0, 0, 0] + (((y // self.h) * hp + y % self.h + self.pad) * wp + self.pad) * self.wc,
+                                   self.wc,
+                                   &isc[0, 0, 0, 0] + (((y // self.h) * hp + y % self.h + self.pad) * wp + self.pad) * self.pix_blk,
+                                   self.pix_blk, <int>self.L, 1)
+                hbnn_im2col_bits(&ib[0, 0, 0, 0], &isc[0, 0, 0, 0], self.b, hp, wp, self.wc, self.pix_blk,
+                                 self.kh, self.kw, self.stride, self.oh, self.ow, &abits[0, 0], self.row_words,
+                                 &ascales[0, 0], self.row_blk, threads)
+        g.a = &abits[0, 0]
+        g.as_ = &ascales[0, 0]
+        g.m = self.p
+        g.b = &wb[0, 0]
+        g.bs = &ws[0, 0]
+        g.n = self.o
+        g.kwords = self.row_words
+        g.nblk = self.row_blk
+        g.L = <int>self.L
+        g.len = &lens[0]
+        g.out = &ov[0]
+        g.ldo = self.o
+        g.ep.scale = _fptr(outs)
+        g.ep.bias = _fptr(outb)
+        g.ep.relu = relu
+        with nogil:
+            hbnn_xor_gemm(_backend, &g, threads)
+
+
+def _plan_for(pw, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad):
+    key = (xshape, beta_a, stride, pad)
+    plans = pw._prepared
+    plan = plans.get(key)
+    if plan is None:
+        if len(plans) >= MAX_PLANS_PER_WEIGHTS:
+            plans.clear()
+        plan = ConvPlan(pw, xshape, beta_a, stride, pad)
+        plans[key] = plan
+    return plan
+
+
+def _run(pw, x, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad, int threads,
+         ins, inb, outs, outb, bint relu, result):
+    plan = _plan_for(pw, xshape, beta_a, stride, pad)
+    if plan.lock.acquire(False):
+        try:
+            plan.run(x, ins, inb, outs, outb, relu, result, threads)
+        finally:
+            plan.lock.release()
+    else:
+        # the cached plan is busy in another thread: use a private one (allocates)
+        ConvPlan(pw, xshape, beta_a, stride, pad).run(x, ins, inb, outs, outb, relu, result, threads)
+
+
+def conv2d(x, pw, int64_t beta_a, int64_t stride, int64_t padding, int threads, ins, inb, outs, outb,
+           bint relu, result):
+    _run(pw, x, x.shape, beta_a, stride, padding, threads, ins, inb, outs, outb, relu, result)
+
+
+def linear(x, pw, int64_t beta_a, int threads, ins, inb, outs, outb, bint relu, result):
+    m, k = x.shape
+    # a dense layer is a 1x1 conv over M one-pixel images of K channels
+    _run(pw, x.reshape(m, 1, 1, k), (m, 1, 1, k), beta_a, 1, 0, threads, ins, inb, outs, outb, relu, result)

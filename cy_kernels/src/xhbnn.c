@@ -1,1 +1,227 @@
+/* Backend selection, OpenMP tiling, im2col, and the helpers shared by every backend. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "xhbnn.h"
+#include "kernels_portable.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define HBNN_HAVE_AVX2 1
+#include "kernels_avx2.h"
+#endif
+
+/* NEON hook: the NEON backend (kernels_neon.h) is enabled here. */
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+#if __has_include("kernels_neon.h")
+#define HBNN_HAVE_NEON 1
+#include "kernels_neon.h"
+#endif
+#endif
+
+static const hbnn_backend portable_backend = {
+    "portable", hbnn_xor_gemm_portable, hbnn_sign_gemm_portable, hbnn_pack_rows_portable};
+
+#ifdef HBNN_HAVE_AVX2
+static const hbnn_backend avx2_backend = {
+    "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2};
+#endif
+
+#ifdef HBNN_HAVE_NEON
+static const hbnn_backend neon_backend = {
+    "neon", hbnn_xor_gemm_neon, hbnn_sign_gemm_neon, hbnn_pack_rows_neon};
+#endif
+
+const hbnn_backend *hbnn_portable_backend(void) { return &portable_backend; }
+
+const hbnn_backend *hbnn_select_backend(int force_portable)
+{
+    if (force_portable) return &portable_backend;
+#ifdef HBNN_HAVE_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt"))
+        return &avx2_backend;
+#endif
+#ifdef HBNN_HAVE_NEON
+    return &neon_backend;
+#endif
+    return &portable_backend;
+}
+
+static int hbnn_threads(int threads)
+{
+#ifdef _OPENMP
+    return threads > 1 ? threads : 1;
+#else
+    (void)threads;
+    return 1;
+#endif
+}
+
+/* Tiles: 32 rows of A (patches) x 64 rows of B (filters); consecutive tiles share the A block. */
+#define HBNN_TILE_M 32
+#define HBNN_TILE_N 64
+
+void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads)
+{
+    const int64_t ti = (g->m + HBNN_TILE_M - 1) / HBNN_TILE_M;
+    const int64_t tj = (g->n + HBNN_TILE_N - 1) / HBNN_TILE_N;
+    const int64_t total = ti * tj;
+    const int nt = hbnn_threads(threads);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && total > 1)
+#endif
+    for (int64_t t = 0; t < total; t++) {
+        const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
+        const int64_t i1 = i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m;
+        const int64_t j1 = j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n;
+        be->xor_gemm(g, i0, i1, j0, j1);
+    }
+}
+
+/* The sign GEMM expands two filters' sign bits into a float panel per tile. */
+int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g) { return 2 * g->kpad + 16; }
+
+void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads)
+{
+    const int64_t ti = (g->m + HBNN_TILE_M - 1) / HBNN_TILE_M;
+    const int64_t tj = (g->n + HBNN_TILE_N - 1) / HBNN_TILE_N;
+    const int64_t total = ti * tj;
+    const int nt = hbnn_threads(threads);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1 && total > 1)
+#endif
+    {
+        float *scratch = (float *)malloc((size_t)hbnn_sign_scratch_floats(g) * sizeof(float) + 64);
+        if (scratch) {
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t t = 0; t < total; t++) {
+                const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
+                const int64_t i1 = i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m;
+                const int64_t j1 = j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n;
+                /* 32-byte aligned panel for the SIMD loads */
+                float *panel = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
+                be->sign_gemm(g, i0, i1, j0, j1, panel);
+            }
+            free(scratch);
+        } else {
+            /* out of memory for a few KB: fall back to the scratch-free portable loop */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+            for (int64_t t = 0; t < total; t++) {
+                const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
+                const int64_t i1 = i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m;
+                const int64_t j1 = j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n;
+                hbnn_sign_gemm_portable(g, i0, i1, j0, j1, NULL);
+            }
+        }
+    }
+}
+
+void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
+                    const float *in_scale, const float *in_bias, int64_t seg,
+                    uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L, int threads)
+{
+    const int nt = hbnn_threads(threads);
+    const int64_t chunk = 64;
+    const int64_t nchunks = (rows + chunk - 1) / chunk;
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && nchunks > 1)
+#endif
+    for (int64_t c = 0; c < nchunks; c++) {
+        const int64_t r0 = c * chunk;
+        const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
+        be->pack_rows(x + r0 * xstride, r1 - r0, n, xstride, in_scale, in_bias, seg,
+                      bits + r0 * bstride, bstride, scales + r0 * sstride, sstride, L);
+    }
+}
+
+void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp, int64_t wp,
+                      int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw, int64_t stride,
+                      int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
+                      float *dst_scales, int64_t row_blk, int threads)
+{
+    const int64_t rows = batch * oh * ow;
+    const int64_t run_words = kw * pix_words, run_blk = kw * pix_blk;
+    const int nt = hbnn_threads(threads);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && rows > 256)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t b = r / (oh * ow), y = (r / ow) % oh, x = r % ow;
+        uint64_t *drow = dst_bits + r * row_words;
+        float *srow = dst_scales + r * row_blk;
+        for (int64_t ky = 0; ky < kh; ky++) {
+            /* one kernel row = kw consecutive pixels = one contiguous run of packed words */
+            const int64_t pix = (b * hp + y * stride + ky) * wp + x * stride;
+            memcpy(drow + ky * run_words, src_bits + pix * pix_words, (size_t)run_words * sizeof(uint64_t));
+            memcpy(srow + ky * run_blk, src_scales + pix * pix_blk, (size_t)run_blk * sizeof(float));
+        }
+        for (int64_t w = kh * run_words; w < row_words; w++) drow[w] = 0;
+        for (int64_t s = kh * run_blk; s < row_blk; s++) srow[s] = 0.0f;
+    }
+}
+
+void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
+                       const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
+                       int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst, int64_t row_len,
+                       int threads)
+{
+    const int64_t rows = batch * oh * ow;
+    const int affine = in_scale != NULL || in_bias != NULL;
+    const int nt = hbnn_threads(threads);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && rows > 256)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t b = r / (oh * ow), oy = (r / ow) % oh, ox = r % ow;
+        float *drow = dst + r * row_len;
+        int64_t k = 0;
+        for (int64_t ky = 0; ky < kh; ky++) {
+            const int64_t iy = oy * stride + ky - pad;
+            for (int64_t kx = 0; kx < kw; kx++, k += c) {
+                const int64_t ix = ox * stride + kx - pad;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+                    memset(drow + k, 0, (size_t)c * sizeof(float));  /* padding after the affine: exact 0 */
+                    continue;
+                }
+                const float *src = x + ((b * h + iy) * w + ix) * c;
+                if (!affine) {
+                    memcpy(drow + k, src, (size_t)c * sizeof(float));
+                } else {
+                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = hbnn_affine(src, in_scale, in_bias, ch);
+                }
+            }
+        }
+        for (; k < row_len; k++) drow[k] = 0.0f;
+    }
+}
+
+void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *in_scale,
+                         const float *in_bias, int64_t seg, float *out)
+{
+    const int64_t nseg = (n + seg - 1) / seg;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * n;
+        float *orow = out + r * n;
+        for (int64_t s = 0; s < nseg; s++) {
+            const int64_t start = s * seg;
+            const int64_t end = start + seg < n ? start + seg : n;
+            double sum = 0.0;
+            for (int64_t j = start; j < end; j++) sum += fabs((double)hbnn_affine(row, in_scale, in_bias, j));
+            const float sc = (float)(sum / (double)(end - start));
+            for (int64_t j = start; j < end; j++) orow[j] = hbnn_affine(row, in_scale, in_bias, j) < 0.0f ? -sc : sc;
+        }
+    }
+}

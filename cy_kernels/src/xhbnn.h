@@ -1,3 +1,112 @@
+/* xHBNN kernels: data conventions and the backend interface.
+ *
+ * Conventions (stated once, see docs/DESIGN.md):
+ *  - A packed row is an array of uint64 words; element j of the row is bit (j % 64) of word j / 64,
+ *    least significant bit first. A bit is 1 iff the element is < 0 (zero and NaN pack as 0 = +1).
+ *    Padding bits are always 0.
+ *  - Binary x binary products work on "blocks": runs of L bits (L a power of two, 1..64) inside one
+ *    word over which both operands' segment scales are constant. Every row carries its scales already
+ *    expanded to one float per block ("block scales"); a block that holds only padding has scale 0.
+ *    len[b] is the number of real elements in block b (the same for every row).
+ *      out[i][j] = sum_b as[i][b] * bs[j][b] * (len[b] - 2 * popcount((a[i] ^ b[j]) in block b))
+ *  - Rows of the binary GEMM are padded to a multiple of HBNN_ROW_WORDS words (zero bits, zero scales)
+ *    so SIMD backends never need a scalar tail.
+ *  - Sign GEMM (one side float): out[i][j] = sum_s scale[j][s] * sum_{k in s} (bit[j][k] ? -f[i][k] : f[i][k])
+ *    with f rows zero padded to a multiple of 8 floats and the packed rows in the canonical tight layout.
+ */
 #ifndef XHBNN_H
 #define XHBNN_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define HBNN_ROW_WORDS 4          /* binary GEMM rows are padded to 256 bits */
+#define HBNN_FLOAT_PAD 8          /* sign GEMM float rows are padded to 8 floats */
+
+/* Per-output-column epilogue: y = acc * scale[j] + bias[j], then max(y, 0) if relu. */
+typedef struct {
+    const float *scale;   /* NULL: 1 */
+    const float *bias;    /* NULL: 0 */
+    int relu;
+} hbnn_epilogue;
+
+typedef struct {
+    const uint64_t *a;    /* m rows x kwords */
+    const float *as;      /* m rows x nblk block scales */
+    int64_t m;
+    const uint64_t *b;    /* n rows x kwords */
+    const float *bs;      /* n rows x nblk */
+    int64_t n;
+    int64_t kwords;       /* multiple of HBNN_ROW_WORDS */
+    int64_t nblk;         /* kwords * 64 / L */
+    int L;                /* block width in bits: 1, 2, 4, ..., 64 */
+    const float *len;     /* nblk: real elements per block */
+    float *out;           /* out[i * ldo + j] */
+    int64_t ldo;
+    hbnn_epilogue ep;
+} hbnn_xor_args;
+
+typedef struct {
+    const float *f;       /* m rows x kpad floats (zero tail) */
+    int64_t m;
+    int64_t k;            /* real row length */
+    int64_t kpad;         /* k rounded up to HBNN_FLOAT_PAD */
+    const uint64_t *bits; /* n rows x nwords, canonical tight packing of k elements */
+    int64_t nwords;
+    const float *scales;  /* n rows x nseg */
+    int64_t nseg;
+    int64_t seg;          /* segment length (>= 2) */
+    int64_t n;
+    float *out;           /* out[i * ldo + j] */
+    int64_t ldo;
+    hbnn_epilogue ep;
+} hbnn_sign_args;
+
+/* One backend = these three functions.
+ * xor_gemm / sign_gemm compute the output tile rows [i0, i1) x columns [j0, j1); `scratch` is a
+ * per-thread buffer of hbnn_sign_scratch_floats(args) floats (sign GEMM only; NULL for xor GEMM).
+ * pack_rows binarizes and packs `rows` rows of n floats (row stride xstride), with an optional
+ * per-column affine x * in_scale + in_bias applied first, segment length seg. Bits go to
+ * bits[r * bstride ...] (ceil(n/64) words; the caller zeroes any further padding words). Scales:
+ * if L == 0, one float per segment at scales[r * sstride + s]; if L > 0, block scales: one float per
+ * L-bit block of the first ceil(n/64)*64 bits (blocks past n get 0). Scales are mean |x| computed in
+ * double, stored as float. */
+typedef void (*hbnn_xor_gemm_fn)(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
+typedef void (*hbnn_sign_gemm_fn)(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                                  float *scratch);
+typedef void (*hbnn_pack_rows_fn)(const float *x, int64_t rows, int64_t n, int64_t xstride,
+                                  const float *in_scale, const float *in_bias, int64_t seg,
+                                  uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L);
+
+typedef struct {
+    const char *name;
+    hbnn_xor_gemm_fn xor_gemm;
+    hbnn_sign_gemm_fn sign_gemm;
+    hbnn_pack_rows_fn pack_rows;
+} hbnn_backend;
+
+/* Entry points used by the Cython front end (xhbnn.c). */
+const hbnn_backend *hbnn_select_backend(int force_portable);
+const hbnn_backend *hbnn_portable_backend(void);
+int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g);
+void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads);
+void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads);
+void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
+                    const float *in_scale, const float *in_bias, int64_t seg,
+                    uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L, int threads);
+/* im2col over packed pixels: src is a zero-bordered (B, Hp, Wp) image of `pix_words` words and
+ * `pix_blk` block scales per pixel; each output row is kh*kw pixels, padded to row_words / row_blk. */
+void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp, int64_t wp,
+                      int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw, int64_t stride,
+                      int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
+                      float *dst_scales, int64_t row_blk, int threads);
+/* im2col over floats with an optional per-channel affine applied before zero padding. */
+void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
+                       const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
+                       int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst, int64_t row_len,
+                       int threads);
+/* Hadamard binarization to floats (scale * sign), rows of n, segment length seg. */
+void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *in_scale,
+                         const float *in_bias, int64_t seg, float *out);
+
 #endif
