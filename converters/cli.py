@@ -1,0 +1,157 @@
+"""``hbnn train``, ``hbnn convert`` and ``hbnn analyze``.
+
+Registration imports nothing heavy; torch, safetensors and matplotlib are
+imported inside the handlers. Every ``ConverterError`` becomes one
+``hbnn: error: ...`` line and exit status 2.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+from .data import DEFAULT_DATA_DIR
+
+
+def _beta(text):
+    from .zoo import parse_beta
+    from .errors import ConfigError
+    import argparse
+    try:
+        return parse_beta(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _handler(func):
+    """Turn the package's errors (and a missing optional dependency) into CommandError."""
+    @functools.wraps(func)
+    def run(args):
+        from edge.cli import CommandError
+        from .errors import ConverterError
+        try:
+            return func(args)
+        except ConverterError as exc:
+            raise CommandError(str(exc)) from None
+        except ModuleNotFoundError as exc:
+            if exc.name in ("torch", "tqdm"):
+                raise CommandError(f"Expected PyTorch for this command, got no module {exc.name!r} "
+                                   f"(pip install '.[train]')") from None
+            if exc.name == "matplotlib":
+                raise CommandError("Expected matplotlib for plotting, got none (pip install '.[plot]')") from None
+            raise
+    return run
+
+
+def _add_betas(p, default_w, default_a, parse=_beta):
+    # convert passes parse=str: there "not given" (None) must differ from "inf" (also None once parsed).
+    p.add_argument("--beta-w", type=parse, default=default_w, metavar="B",
+                   help="weight segment length of the inner layers (int or 'inf')")
+    p.add_argument("--beta-a", type=parse, default=default_a, metavar="B",
+                   help="activation segment length of the inner layers (int or 'inf')")
+    p.add_argument("--layer-beta", action="append", default=[], metavar="NAME=BW,BA",
+                   help="per-layer betas, e.g. --layer-beta conv2=16,2 (repeatable)")
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("train", help="train a HadaNet of the model zoo on Fashion-MNIST")
+    p.add_argument("--arch", default="lenet", help="zoo architecture (lenet)")
+    _add_betas(p, 16, 2)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine-decayed to 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=DEFAULT_DATA_DIR, metavar="DIR", help="Fashion-MNIST IDX .gz directory")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="checkpoint directory")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in OUT")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images (smoke tests)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
+    p.add_argument("--augment", default="flip", choices=["none", "flip", "flip-shift"],
+                   help="training augmentation (default: random horizontal flips)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_handler(cmd_train))
+
+    p = sub.add_parser("convert", help="checkpoint, float PyTorch model or .tflite -> packed .hbn model")
+    p.add_argument("input", metavar="MODEL", help="checkpoint dir, model.safetensors, .pt/.pth state dict, or .tflite")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.hbn")
+    p.add_argument("--arch", default=None, help="zoo architecture of a plain float model")
+    _add_betas(p, None, None, parse=str)
+    p.set_defaults(func=_handler(cmd_convert))
+
+    p = sub.add_parser("analyze", help="the paper's figures: binarization angle, layer correlation")
+    asub = p.add_subparsers(dest="analyze_command", metavar="WHAT")
+    p.set_defaults(func=lambda args: p.print_help() or 2)
+    a = asub.add_parser("angle", help="angle between a Gaussian vector and its Hadamard binarization")
+    a.add_argument("-o", "--out", default=None, metavar="PNG", help="plot file (needs matplotlib)")
+    a.add_argument("--dims", default="16,64,256,1024,4096", help="comma-separated vector dimensions")
+    a.add_argument("--betas", default="1,2,4,8,16,32,64,inf", help="comma-separated betas")
+    a.add_argument("--trials", type=int, default=200)
+    a.add_argument("--seed", type=int, default=0)
+    a.set_defaults(func=_handler(cmd_angle))
+    c = asub.add_parser("correlation", help="per-layer correlation of float vs binarized activations")
+    c.add_argument("model", metavar="MODEL", help="training checkpoint directory")
+    c.add_argument("--data", default=DEFAULT_DATA_DIR, metavar="DIR")
+    c.add_argument("--images", type=int, default=1000, help="test images to use")
+    c.add_argument("-o", "--out", default=None, metavar="PNG", help="plot file (needs matplotlib)")
+    c.set_defaults(func=_handler(cmd_correlation))
+
+
+def cmd_train(args) -> int:
+    from .train import TrainOptions, train
+    from .zoo import parse_layer_betas
+
+    opts = TrainOptions(arch=args.arch, beta_w=args.beta_w, beta_a=args.beta_a,
+                        layer_betas=parse_layer_betas(args.layer_beta), epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, data_dir=args.data,
+                        out=args.out, resume=args.resume, limit=args.limit, threads=args.threads,
+                        device=args.device, progress=not args.no_progress, augment=args.augment)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        from .errors import ConfigError
+        raise ConfigError(f"Expected -o to name a checkpoint directory, got the file {args.out}")
+    config = train(opts)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"trained {config['arch']} for {config['epoch']} epochs: test accuracy "
+              f"{config.get('test_acc', float('nan')):.4f}; checkpoint in {args.out}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .export import convert
+    from .zoo import parse_beta
+
+    betas = {k: parse_beta(v) for k, v in (("beta_w", args.beta_w), ("beta_a", args.beta_a)) if v is not None}
+    info = convert(args.input, args.out, arch=args.arch, layer_betas=args.layer_beta, **betas)
+    print(f"wrote {args.out}: {info['layers']} layers, {info['bytes']} bytes "
+          f"({info['ratio']:.1f}x smaller than float32)" if info.get("ratio") else f"wrote {args.out}")
+    return 0
+
+
+def cmd_angle(args) -> int:
+    from . import analyze
+    from .errors import ConfigError
+
+    try:
+        dims = [int(d) for d in args.dims.split(",")]
+        betas = [_beta(b) for b in args.betas.split(",")]
+    except Exception:
+        raise ConfigError(f"Expected comma-separated ints for --dims and betas for --betas, got "
+                          f"{args.dims!r} / {args.betas!r}") from None
+    table = analyze.angle_table(dims, betas, trials=args.trials, seed=args.seed)
+    sys.stdout.write(analyze.format_angle_table(table, dims, betas))
+    if args.out:
+        analyze.plot_angles(table, dims, betas, args.out)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_correlation(args) -> int:
+    from . import analyze
+
+    result = analyze.layer_correlations(args.model, args.data, images=args.images)
+    for name, r in result:
+        print(f"{name:8s} pearson r = {r:.4f}")
+    if args.out:
+        analyze.plot_correlations(result, args.out, title=os.path.basename(os.path.normpath(args.model)))
+        print(f"wrote {args.out}")
+    return 0

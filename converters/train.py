@@ -1,0 +1,232 @@
+"""Train a zoo HadaNet on Fashion-MNIST (Adam, cosine learning rate, seeded, resumable).
+
+Determinism: the weights are initialised from ``seed`` and every epoch shuffles
+with its own generator seeded from (seed, epoch), so a run resumed at an epoch
+boundary continues exactly as an uninterrupted one would. The learning rate is
+a pure function of the step, so nothing but the Adam moments needs saving.
+
+Several processes (``torchrun --nproc_per_node N -m edge.cli train ...``,
+WORLD_SIZE > 1) train with DistributedDataParallel, each on its shard of the
+epoch's permutation; rank 0 evaluates and writes the checkpoints.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .data import DEFAULT_DATA_DIR, load_fashion_mnist, normalize
+from .errors import ConfigError
+from .zoo import build_model, get_arch
+
+
+AUGMENTS = ("none", "flip", "flip-shift")
+
+
+@dataclass
+class TrainOptions:
+    arch: str = "lenet"
+    beta_w: Optional[int] = 16
+    beta_a: Optional[int] = 2
+    layer_betas: Dict[str, Tuple[Optional[int], Optional[int]]] = field(default_factory=dict)
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    data_dir: str = DEFAULT_DATA_DIR
+    out: str = "checkpoints/run"
+    resume: bool = False
+    limit: Optional[int] = None       # train on the first N images only (smoke tests)
+    threads: Optional[int] = None     # torch CPU threads; None keeps torch's default
+    device: Optional[str] = None      # None: cuda when available, else cpu
+    progress: bool = True
+    augment: str = "flip"             # "none" | "flip" (random horizontal flips) | "flip-shift" (+/-2 px)
+
+    def validate(self) -> None:
+        get_arch(self.arch)
+        if get_arch(self.arch)["input"] != (28, 28, 1):
+            raise ConfigError(f"Expected an architecture with 28x28x1 input for Fashion-MNIST, got {self.arch} "
+                              f"({'x'.join(map(str, get_arch(self.arch)['input']))})")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"Expected --{name.replace('_', '-')} >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"Expected --lr > 0, got {self.lr}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"Expected --augment in {AUGMENTS}, got {self.augment!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"Expected --limit >= 1, got {self.limit}")
+
+
+def _dist_info() -> Tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def cosine_lr(base: float, step: int, total: int) -> float:
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def to_nchw(images: np.ndarray):
+    import torch
+    return torch.from_numpy(np.ascontiguousarray(normalize(images).transpose(0, 3, 1, 2)))
+
+
+def augment(x, mode: str, gen):
+    """Random horizontal flips (and +/-2 pixel shifts) drawn from the epoch's generator ``gen``."""
+    import torch
+
+    if mode == "none":
+        return x
+    b = x.shape[0]
+    flip = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
+    if mode == "flip-shift":
+        background = float(x.amin())  # the normalized value of a black pixel
+        h, w = x.shape[2:]
+        padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=background)
+        offsets = torch.randint(0, 5, (b, 2), generator=gen).tolist()
+        x = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
+    return x
+
+
+def evaluate(model, x, y, batch_size: int = 1000) -> Tuple[float, "np.ndarray"]:
+    """(top-1 accuracy, predictions) of ``model`` in eval mode on NCHW tensors."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    preds = []
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            preds.append(model(x[i:i + batch_size]).argmax(1).cpu())
+    model.train(was_training)
+    p = torch.cat(preds)
+    return float((p == y.cpu()).float().mean()), p.numpy()
+
+
+def _resume_state(opts: TrainOptions, model, optimizer) -> Tuple[int, list]:
+    config, state = ckpt.load_checkpoint(opts.out)
+    mine = {"arch": opts.arch, "betas": {k: list(v) for k, v in model.betas.items()}, "seed": opts.seed}
+    theirs = {"arch": config.get("arch"), "betas": config.get("betas"), "seed": config.get("seed")}
+    if mine != theirs:
+        raise ConfigError(f"Expected --resume with the checkpoint's arch/betas/seed {theirs}, got {mine}")
+    from .zoo import load_state_dict_checked
+    load_state_dict_checked(model, state, opts.out)
+    ckpt.load_optimizer(opts.out, optimizer)
+    return int(config.get("epoch", 0)), list(config.get("history", []))
+
+
+def train(opts: TrainOptions) -> dict:
+    """Run training; returns the final config (also written to ``opts.out/config.json``)."""
+    import torch
+    import torch.nn.functional as F
+
+    opts.validate()
+    world, rank, local_rank = _dist_info()
+    if opts.device:
+        device = torch.device(opts.device)
+    elif torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if world > 1:
+        import torch.distributed as dist
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    train_img, train_lbl = load_fashion_mnist(opts.data_dir, "train")
+    test_img, test_lbl = load_fashion_mnist(opts.data_dir, "test")
+    if opts.limit:
+        train_img, train_lbl = train_img[:opts.limit], train_lbl[:opts.limit]
+        test_img, test_lbl = test_img[:opts.limit], test_lbl[:opts.limit]
+    x_train, y_train = to_nchw(train_img).to(device), torch.from_numpy(train_lbl.astype(np.int64)).to(device)
+    x_test, y_test = to_nchw(test_img).to(device), torch.from_numpy(test_lbl.astype(np.int64)).to(device)
+
+    torch.manual_seed(opts.seed)
+    model = build_model(opts.arch, opts.beta_w, opts.beta_a, opts.layer_betas).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    start_epoch, history = 0, []
+    if opts.resume and os.path.exists(os.path.join(opts.out, ckpt.CONFIG)):
+        start_epoch, history = _resume_state(opts, model, optimizer)
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    n = x_train.shape[0]
+    per_rank = -(-n // world)  # ceil: every rank runs the same number of steps (DDP needs that)
+    steps_per_epoch = -(-per_rank // opts.batch_size)
+    total_steps = steps_per_epoch * opts.epochs
+    config = {"arch": opts.arch, "betas": {k: list(v) for k, v in model.betas.items()},
+              "beta_w": opts.beta_w, "beta_a": opts.beta_a, "seed": opts.seed, "epochs": opts.epochs,
+              "batch_size": opts.batch_size * world, "lr": opts.lr, "optimizer": "adam",
+              "schedule": "cosine-per-step", "augment": opts.augment, "world_size": world, "limit": opts.limit,
+              "data_mean": [0.2860], "data_std": [0.3530], "epoch": start_epoch, "history": history}
+    show = opts.progress and rank == 0
+    tqdm = _tqdm() if show else None
+    for epoch in range(start_epoch, opts.epochs):
+        t0 = time.time()
+        gen = torch.Generator().manual_seed(opts.seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=gen)
+        if world > 1:  # pad like DistributedSampler so every rank gets per_rank samples
+            perm = torch.cat([perm, perm[:per_rank * world - n]])
+        order = perm[rank::world].to(device)
+        net.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch",
+                   mininterval=1.0 if sys.stderr.isatty() else 30.0, file=sys.stderr) if show else None
+        for b in range(steps_per_epoch):
+            idx = order[b * opts.batch_size:(b + 1) * opts.batch_size]
+            if idx.numel() == 0:
+                continue
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(opts.lr, epoch * steps_per_epoch + b, total_steps)
+            logits = net(augment(x_train[idx], opts.augment, gen))
+            loss = F.cross_entropy(logits, y_train[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += idx.numel()
+            correct += int((logits.detach().argmax(1) == y_train[idx]).sum())
+            loss_sum += float(loss.detach()) * idx.numel()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+        if bar is not None:
+            bar.close()
+        if rank == 0:
+            test_acc, _ = evaluate(model, x_test, y_test)
+            history.append({"epoch": epoch + 1, "train_loss": round(loss_sum / max(seen, 1), 5),
+                            "train_acc": round(correct / max(seen, 1), 5), "test_acc": round(test_acc, 5),
+                            "seconds": round(time.time() - t0, 1)})
+            config.update(epoch=epoch + 1, history=history, test_acc=round(test_acc, 5))
+            ckpt.save_checkpoint(opts.out, model, config, optimizer)
+            if show:
+                print(f"epoch {epoch + 1}/{opts.epochs}: train loss {loss_sum / max(seen, 1):.4f} "
+                      f"acc {correct / max(seen, 1):.4f}, test acc {test_acc:.4f} "
+                      f"({time.time() - t0:.0f} s)", file=sys.stderr)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    config["options"] = {k: v for k, v in asdict(opts).items() if k not in ("progress",)}
+    return config
+
+
+def _tqdm():
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm ships with the [train] extra
+        raise ConfigError("Expected tqdm for the progress bar, got none (pip install '.[train]')") from None
+    return tqdm
