@@ -1,4 +1,17 @@
 """On-board runtime for HadaNets: model loading, frame loop, inference daemon."""
 from ._version import __version__
 
-__all__ = ["__version__"]
+# Imported on first use (PEP 562) so that `import edge` (and `hbnn --version`) stays cheap
+# and works even before the kernels are built.
+_LAZY = {"Interpreter": "edge.interpreter", "ModelFormatError": "edge.errors", "load_model": "edge.format"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edge' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "Interpreter", "ModelFormatError", "load_model"]

@@ -35,8 +35,11 @@ def _int(value, what: str, minimum: int) -> int:
 
 
 def _number(value, what: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0):
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        finite = False
+    if not finite or (positive and value <= 0):
         kind = "a finite number > 0" if positive else "a finite number"
         _fail(f"Expected {what} to be {kind}, got {value!r}")
     return float(value)

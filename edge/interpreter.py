@@ -1,0 +1,374 @@
+"""The on-board runtime: a TFLite-style interpreter for .hbn models.
+
+Everything is decided at load: the model is validated (edge.format), folded
+BatchNorms ("affine") become the next conv/dense layer's ``in_scale``/``in_bias``,
+a following ReLU becomes ``relu=True``, every activation buffer is allocated,
+and the network is bound into a flat list of zero-argument callables. ``invoke()``
+just calls them in order: no allocation, no dispatch, no per-layer checks beyond
+the kernels' own. Packed weights are read-only views over the mapped file.
+
+Not thread-safe (like TFLite's): use one Interpreter per thread.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections import OrderedDict
+from typing import Callable, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .errors import ModelFormatError
+from .format import HbnModel, read_hbn
+
+PREDICT_BATCH = 64      # predict() runs big batches in chunks of this many samples
+_MAX_PLANS = 4          # batch sizes kept planned for predict()
+
+
+def _pool_op(kind: str, x: np.ndarray, out: np.ndarray, k: int, s: int) -> Callable[[], None]:
+    """Max/avg pooling into ``out``: rows then columns (2(k-1) ufunc calls on views made here, once)."""
+    b, oh, ow, c = out.shape
+    if k == 1:
+        src = x[:, :s * (oh - 1) + 1:s, :s * (ow - 1) + 1:s, :]
+        return lambda: np.copyto(out, src)
+    combine = np.maximum if kind == "maxpool" else np.add
+    tmp = np.zeros((b, oh, x.shape[2], c), dtype=np.float32)
+    rows = [x[:, i:i + s * (oh - 1) + 1:s] for i in range(k)]
+    cols = [tmp[:, :, j:j + s * (ow - 1) + 1:s] for j in range(k)]
+    steps = [(rows[0], rows[1], tmp)] + [(tmp, r, tmp) for r in rows[2:]] + \
+            [(cols[0], cols[1], out)] + [(out, v, out) for v in cols[2:]]
+    if kind == "avgpool":
+        mul, inv = np.multiply, np.float32(1.0 / (k * k))
+
+        def run_avg():
+            for a, v, o in steps:
+                combine(a, v, out=o)
+            mul(out, inv, out=out)
+        return run_avg
+
+    def run():
+        for a, v, o in steps:
+            combine(a, v, out=o)
+    return run
+
+
+def _softmax_op(x: np.ndarray, out: np.ndarray) -> Callable[[], None]:
+    tmp = np.empty(out.shape[:-1] + (1,), dtype=np.float32)
+    amax, sub, exp, asum, div = np.max, np.subtract, np.exp, np.sum, np.divide
+
+    def run():
+        amax(x, axis=-1, keepdims=True, out=tmp)
+        sub(x, tmp, out=out)
+        exp(out, out=out)
+        asum(out, axis=-1, keepdims=True, out=tmp)
+        div(out, tmp, out=out)
+    return run
+
+
+def _affine_op(x, out, scale, bias) -> Callable[[], None]:
+    mul, add = np.multiply, np.add
+
+    def run():
+        mul(x, scale, out=out)
+        add(out, bias, out=out)
+    return run
+
+
+def _relu_op(x, out) -> Callable[[], None]:
+    maximum, zero = np.maximum, np.float32(0)
+
+    def run():
+        maximum(x, zero, out=out)
+    return run
+
+
+class _Plan:
+    """Buffers and bound steps for one batch size."""
+
+    def __init__(self, model: HbnModel, weights: Dict[str, object], batch: int, threads: int):
+        import cy_kernels as K
+
+        spec = model.graph["input"]
+        self.input = np.zeros((batch,) + tuple(spec["shape"]), dtype=np.float32)
+        self.tensors: List[Tuple[str, np.ndarray]] = [("input", self.input)]
+        self.ops: List[Callable[[], None]] = []
+        layers, shapes = model.graph["layers"], model.shapes
+        cur, pending = self.input, None   # pending: an affine (scale, bias) not yet applied
+        i = 0
+        while i < len(layers):
+            layer, kind = layers[i], layers[i]["type"]
+            shape = (batch,) + tuple(shapes[i])
+            if kind == "affine":
+                s, b = model.tensors[layer["scale"]], model.tensors[layer["bias"]]
+                pending = (s, b) if pending is None else (pending[0] * s, pending[1] * s + b)
+            elif kind == "flatten":
+                if pending is not None:  # per-channel -> per-feature in (H, W, C) order
+                    reps = math.prod(cur.shape[1:-1])
+                    pending = (np.tile(pending[0], reps), np.tile(pending[1], reps))
+                cur = cur.reshape(shape)
+            elif kind in ("conv2d", "dense"):
+                relu = layer["relu"]
+                if i + 1 < len(layers) and layers[i + 1]["type"] == "relu":
+                    relu, i = True, i + 1
+                out = self._buffer(layer["name"], shape)
+                ins, inb = (None, None) if pending is None else \
+                    (np.ascontiguousarray(pending[0], np.float32), np.ascontiguousarray(pending[1], np.float32))
+                bias = model.tensors[layer["bias"]] if layer["bias"] is not None else None
+                w, bw, ba = weights[layer["name"]], layer["beta_w"], layer["beta_a"]
+                if kind == "conv2d":
+                    self.ops.append(_bind(K.hbnn_conv2d, (cur, w, bw, ba, layer["stride"], layer["padding"],
+                                                          threads), ins, inb, bias, relu, out))
+                else:
+                    self.ops.append(_bind(K.hbnn_linear, (cur, w, bw, ba, threads), ins, inb, bias, relu, out))
+                cur, pending = out, None
+            else:
+                if pending is not None:
+                    cur, pending = self._apply_affine(cur, pending, f"{layer.get('name', kind)}.affine"), None
+                out = self._buffer(layer["name"], shape)
+                if kind in ("maxpool", "avgpool"):
+                    self.ops.append(_pool_op(kind, cur, out, layer["kernel"], layer["stride"]))
+                elif kind == "relu":
+                    self.ops.append(_relu_op(cur, out))
+                else:
+                    self.ops.append(_softmax_op(cur, out))
+                cur = out
+            i += 1
+        if pending is not None:
+            cur = self._apply_affine(cur, pending, "output.affine")
+        if cur is not self.tensors[-1][1]:
+            self.tensors.append(("output", cur))
+        self.output = cur
+        self.output_index = len(self.tensors) - 1
+
+    def _buffer(self, name: str, shape) -> np.ndarray:
+        buf = np.zeros(shape, dtype=np.float32)
+        self.tensors.append((name, buf))
+        return buf
+
+    def _apply_affine(self, cur, pending, name):
+        out = self._buffer(name, cur.shape)
+        self.ops.append(_affine_op(cur, out, np.asarray(pending[0], np.float32), np.asarray(pending[1], np.float32)))
+        return out
+
+
+def _bind(fn, args, ins, inb, bias, relu, out) -> Callable[[], None]:
+    kwargs = {"in_scale": ins, "in_bias": inb, "out_bias": bias, "relu": relu, "out": out}
+
+    def run():
+        fn(*args, **kwargs)
+    return run
+
+
+def _check_threads(num_threads) -> int:
+    if num_threads is None:
+        return 1
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"Expected num_threads to be an int >= 1 (or None), got {num_threads!r}")
+    return int(num_threads)
+
+
+class Interpreter:
+    """Run a .hbn model; the API mirrors ``tflite_runtime.interpreter.Interpreter``.
+
+    ``model_path``: a .hbn file (or an already loaded :class:`edge.format.HbnModel`).
+    ``num_threads``: passed to every kernel call as ``threads=``.
+    Raises ModelFormatError when the model is malformed.
+    """
+
+    def __init__(self, model_path: Union[str, os.PathLike, HbnModel], num_threads: Optional[int] = 1):
+        self.num_threads = _check_threads(num_threads)
+        self.model = model_path if isinstance(model_path, HbnModel) else read_hbn(model_path)
+        self._weights = self._prepare_weights()
+        self._plan = _Plan(self.model, self._weights, 1, self.num_threads)
+        self._plans: "OrderedDict[int, _Plan]" = OrderedDict()
+        spec = self.model.graph["input"]
+        std = np.asarray(spec["std"], dtype=np.float32)
+        # x = (pixel * pixel_scale - mean) / std  ==  pixel * _pre_a + _pre_b
+        self._pre_a = (np.float32(spec["pixel_scale"]) / std).astype(np.float32)
+        self._pre_b = (-np.asarray(spec["mean"], dtype=np.float32) / std).astype(np.float32)
+
+    def _prepare_weights(self) -> Dict[str, object]:
+        """Packed layers use the file's views as is; float layers are wrapped once for the kernels."""
+        import cy_kernels as K
+
+        out = {}
+        for layer in self.model.graph["layers"]:
+            if layer["type"] in ("conv2d", "dense"):
+                w = self.model.weights[layer["name"]]
+                out[layer["name"]] = w if isinstance(w, K.PackedWeights) else K.pack_weights(w, 1)
+        return out
+
+    # ---- model facts ---------------------------------------------------------------------
+    @property
+    def labels(self) -> List[str]:
+        return list(self.model.graph["labels"])
+
+    @property
+    def input_spec(self) -> dict:
+        return dict(self.model.graph["input"])
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self.model.graph["input"]["shape"])
+
+    @property
+    def ends_in_softmax(self) -> bool:
+        return self.model.graph["layers"][-1]["type"] == "softmax"
+
+    # ---- TFLite-style API ----------------------------------------------------------------
+    def allocate_tensors(self) -> None:
+        """Buffers are allocated at load and on resize_tensor_input; kept for TFLite compatibility."""
+
+    def resize_tensor_input(self, input_index: int, tensor_size, strict: bool = False) -> None:
+        """Change the batch size (only the batch dimension can change)."""
+        self._check_input_index(input_index)
+        size = tuple(int(s) for s in tensor_size)
+        if len(size) != 4 or size[1:] != self.input_shape or size[0] < 1:
+            raise ValueError(f"Expected a shape [B, {', '.join(map(str, self.input_shape))}] with B >= 1, "
+                             f"got {list(size)}")
+        if size[0] != self._plan.input.shape[0]:
+            self._plan = _Plan(self.model, self._weights, size[0], self.num_threads)
+
+    def get_input_details(self) -> List[dict]:
+        spec = self.model.graph["input"]
+        d = self._details("input", 0, self._plan.input)
+        d.update(layout=spec["layout"], pixel_scale=spec["pixel_scale"], mean=list(spec["mean"]),
+                 std=list(spec["std"]))
+        return [d]
+
+    def get_output_details(self) -> List[dict]:
+        name = "probabilities" if self.ends_in_softmax else "logits"
+        d = self._details(name, self._plan.output_index, self._plan.output)
+        d["labels"] = self.labels
+        return [d]
+
+    def get_tensor_details(self) -> List[dict]:
+        return [self._details(name, i, a) for i, (name, a) in enumerate(self._plan.tensors)]
+
+    @staticmethod
+    def _details(name: str, index: int, a: np.ndarray) -> dict:
+        shape = np.array(a.shape, dtype=np.int32)
+        signature = shape.copy()
+        signature[0] = -1
+        return {"name": name, "index": index, "shape": shape, "shape_signature": signature,
+                "dtype": np.float32, "quantization": (0.0, 0),
+                "quantization_parameters": {"scales": np.zeros(0, np.float32),
+                                            "zero_points": np.zeros(0, np.int32), "quantized_dimension": 0},
+                "sparsity_parameters": {}}
+
+    def _check_input_index(self, index) -> None:
+        if index != 0:
+            raise ValueError(f"Expected input tensor index 0 (the model's only input), got {index!r}")
+
+    def set_tensor(self, tensor_index: int, value: np.ndarray) -> None:
+        """Copy ``value`` (float32, exactly the input shape, finite) into the input buffer."""
+        self._check_input_index(tensor_index)
+        buf = self._plan.input
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"Expected a numpy.ndarray, got {type(value).__name__}")
+        if value.dtype != np.float32:
+            raise ValueError(f"Expected input of dtype float32, got {value.dtype} "
+                             f"(use preprocess() for uint8 frames)")
+        if value.shape != buf.shape:
+            raise ValueError(f"Expected input of shape {list(buf.shape)}, got {list(value.shape)}")
+        np.copyto(buf, value)
+        # One reduction instead of an isfinite() temporary: NaN/inf make the sum non-finite.
+        if not math.isfinite(float(buf.sum())) and not np.isfinite(buf).all():
+            bad = "NaN" if np.isnan(buf).any() else "inf"
+            buf.fill(0)
+            raise ValueError(f"Expected finite input values, got {bad}")
+
+    def invoke(self) -> None:
+        """Run the network on the input buffer. Allocates nothing."""
+        for op in self._plan.ops:
+            op()
+
+    def get_tensor(self, tensor_index: int) -> np.ndarray:
+        """A copy of a tensor (input, any layer's output, or the output)."""
+        return self._tensor_array(tensor_index).copy()
+
+    def tensor(self, tensor_index: int) -> Callable[[], np.ndarray]:
+        """Like TFLite's: a function returning a live view of the tensor (no copy)."""
+        a = self._tensor_array(tensor_index)
+        return lambda: a
+
+    def _tensor_array(self, index) -> np.ndarray:
+        tensors = self._plan.tensors
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(tensors):
+            raise ValueError(f"Expected a tensor index in 0..{len(tensors) - 1}, got {index!r}")
+        return tensors[int(index)][1]
+
+    # ---- conveniences --------------------------------------------------------------------
+    def preprocess(self, frames: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """uint8 frame(s) (H, W), (H, W, C) or (B, H, W[, C]) -> normalized float32 of the same layout.
+
+        Applies the model's input spec: ``(pixel * pixel_scale - mean) / std`` per channel.
+        """
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8:
+            raise ValueError(f"Expected uint8 frames, got {frames.dtype}")
+        frames, single = self._as_batch(frames)
+        if out is None:
+            out = np.empty(frames.shape, dtype=np.float32)
+        np.multiply(frames, self._pre_a, out=out)
+        np.add(out, self._pre_b, out=out)
+        return out[0] if single else out
+
+    def _as_batch(self, x: np.ndarray) -> Tuple[np.ndarray, bool]:
+        h, w, c = self.input_shape
+        if x.shape == (h, w, c) or (c == 1 and x.shape == (h, w)):
+            return x.reshape(1, h, w, c), True
+        if x.shape[1:] == (h, w, c) or (c == 1 and x.shape[1:] == (h, w)):
+            if x.shape[0] < 1:
+                raise ValueError("Expected at least one frame, got an empty batch")
+            return x.reshape(x.shape[0], h, w, c), False
+        raise ValueError(f"Expected a frame of shape ({h}, {w}, {c}){' or (%d, %d)' % (h, w) if c == 1 else ''}"
+                         f" or a batch (B, {h}, {w}, {c}), got {x.shape}")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for one frame -> (N,) or a batch -> (B, N).
+
+        ``x``: uint8 pixels (normalized with the input spec) or float32 already normalized;
+        shaped like the input (H, W, C), (H, W) when C = 1, or batched NHWC.
+        """
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"Expected a numpy.ndarray, got {type(x).__name__}")
+        if x.dtype == np.uint8:
+            x = self.preprocess(x)
+        elif x.dtype.kind == "f":
+            if not np.isfinite(x).all():
+                raise ValueError(f"Expected finite input values, got {'NaN' if np.isnan(x).any() else 'inf'}")
+            x = x.astype(np.float32, copy=False)
+        else:
+            raise ValueError(f"Expected uint8 pixels or float32 normalized input, got {x.dtype}")
+        batch, single = self._as_batch(x)
+        n = batch.shape[0]
+        result = np.empty((n, self._plan.output.shape[-1]), dtype=np.float32)
+        for start in range(0, n, PREDICT_BATCH):
+            chunk = batch[start:start + PREDICT_BATCH]
+            plan = self._plan_for(chunk.shape[0])
+            np.copyto(plan.input, chunk)
+            for op in plan.ops:
+                op()
+            result[start:start + chunk.shape[0]] = plan.output
+        if not self.ends_in_softmax:
+            result -= result.max(axis=1, keepdims=True)
+            np.exp(result, out=result)
+            result /= result.sum(axis=1, keepdims=True)
+        return result[0] if single else result
+
+    def _plan_for(self, batch: int) -> _Plan:
+        # predict() has its own buffers: it never disturbs what set_tensor()/invoke() hold.
+        plan = self._plans.get(batch)
+        if plan is None:
+            plan = self._plans[batch] = _Plan(self.model, self._weights, batch, self.num_threads)
+            while len(self._plans) > _MAX_PLANS:
+                self._plans.popitem(last=False)
+        return plan
+
+    def __repr__(self) -> str:
+        return (f"Interpreter({self.model.path!r}, arch={self.model.graph['arch']!r}, "
+                f"input={list(self.input_shape)}, classes={len(self.labels)}, threads={self.num_threads})")
+
+
+__all__ = ["Interpreter", "ModelFormatError", "PREDICT_BATCH"]
