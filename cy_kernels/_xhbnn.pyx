@@ -88,6 +88,29 @@ def backend_name():
     return (<bytes>_backend.name).decode()
 
 
+def _use_backend(bint force_portable):
+    """Test hook: switch between the best backend and the portable one; returns the new name."""
+    global _backend
+    _backend = hbnn_select_backend(force_portable)
+    return backend_name()
+
+
+def pack_rows_blocks(rows, int64_t beta, int L):
+    """Test hook: the activation packer with block scales (one float per L-bit block)."""
+    cdef float[:, ::1] x = rows
+    cdef int64_t r = x.shape[0], k = x.shape[1]
+    cdef int64_t seg = _seg(beta, k)
+    cdef int64_t nw = (k + 63) // 64
+    bits = np.empty((r, nw), dtype=np.uint64)
+    scales = np.empty((r, nw * 64 // L), dtype=np.float32)
+    cdef uint64_t[:, ::1] b = bits
+    cdef float[:, ::1] s = scales
+    with nogil:
+        hbnn_pack_rows(_backend, &x[0, 0], r, k, k, NULL, NULL, seg, &b[0, 0], b.shape[1],
+                       &s[0, 0], s.shape[1], L, 1)
+    return bits, scales
+
+
 cdef inline const float *_fptr(object a):
     """Pointer to a float32 C-contiguous array's data, or NULL for None."""
     cdef float[::1] v
