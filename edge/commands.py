@@ -1,0 +1,176 @@
+"""``hbnn infer``, ``hbnn daemon``, ``hbnn demo``, ``hbnn bench models`` and ``hbnn bench memory``.
+
+Registration is cheap (argparse only); each handler imports what it needs.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .cli import CommandError
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = REPO / "models" / "lenet-fmnist-bw16-ba2.hbn"
+BUNDLED_CLIP = REPO / "models" / "fmnist-test-clip.npz"
+
+
+def register(sub, bench_sub) -> None:
+    p = sub.add_parser("infer", help="run a model on a frame source, print results and stats")
+    p.add_argument("--model", required=True, help="model file (.hbn)")
+    p.add_argument("--source", required=True,
+                   help="picamera2 | v4l2:/dev/videoN | gst:<pipeline> | video:FILE | images:DIR | "
+                        "npz:FILE | synthetic[:HxW[xC]]")
+    p.add_argument("--link", help="send results to the autopilot/MCU, e.g. serial:/dev/ttyAMA0:921600")
+    p.add_argument("--protocol", choices=("mavlink", "frames"), default="mavlink")
+    p.add_argument("--json", action="store_true", help="one JSON object per result, summary last")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N results")
+    p.add_argument("--threads", type=int, default=1, help="kernel threads (0 = all cores)")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--loop", action="store_true", help="repeat file sources (npz, images, video)")
+    p.add_argument("--crop", choices=("center", "none"), default="center")
+    p.add_argument("--quiet", action="store_true", help="no per-frame lines, status and summary only")
+    p.add_argument("--status-interval", type=float, default=1.0, metavar="S")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("daemon", help="run source -> model -> link as a service (systemd)")
+    p.add_argument("--config", default="/etc/hbnn/daemon.toml")
+    p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("demo", help="bundled model + clip -> MAVLink over a pty -> decoded on the FC side")
+    p.add_argument("--model", default=str(BUNDLED_MODEL))
+    p.add_argument("--clip", default=str(BUNDLED_CLIP))
+    p.add_argument("--show", type=int, default=12, help="FC-side messages to print (rest are counted)")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_demo)
+
+    if bench_sub is not None:
+        p = bench_sub.add_parser("models", help="end-to-end latency vs LiteRT/TFLite/ONNX Runtime")
+        p.add_argument("args", nargs="*", help="passed to benchmarks/bench_models.py (try -- --help)")
+        p.set_defaults(func=cmd_bench_models)
+        p = bench_sub.add_parser("memory", help="peak RSS and RSS growth of `hbnn infer` on a long run")
+        p.add_argument("--model", default=str(BUNDLED_MODEL))
+        p.add_argument("--frames", type=int, default=10000)
+        p.set_defaults(func=cmd_bench_memory)
+
+
+def load_interpreter(path: str, threads: int = 1):
+    """``edge.Interpreter`` for ``path`` or a CommandError that says what is wrong."""
+    if not Path(path).is_file():
+        raise CommandError(f"Expected a model file, got missing path {path!r}")
+    try:
+        from .interpreter import Interpreter
+    except ImportError as exc:
+        raise CommandError(f"Expected the runtime (edge.interpreter), got ImportError: {exc}") from exc
+    try:
+        return Interpreter(path, num_threads=threads)
+    except (ValueError, OSError) as exc:  # ModelFormatError is a ValueError
+        raise CommandError(f"Expected a model the runtime can run, got {path}: {exc}") from exc
+
+
+def open_link(url, protocol: str):
+    if not url:
+        return None
+    try:
+        from firmware_bridge import open_reporter
+    except ImportError as exc:
+        raise CommandError(f"Expected firmware_bridge for --link, got ImportError: {exc}") from exc
+    try:
+        return open_reporter(url, protocol=protocol)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"Expected to open link {url!r}, got {exc}") from exc
+
+
+def format_result(result) -> str:
+    top = ", ".join(f"{cid}:{conf:.2f}" for cid, conf in result.topk)
+    return (f"#{result.sequence:<5d} {result.label or result.class_id!s:<12} {result.confidence:.3f}  "
+            f"top[{top}]  {result.latency_ms:.3f} ms")
+
+
+def cmd_infer(args) -> int:
+    from .loop import InferenceLoop
+    from .preprocess import InputSpecError
+    from .sources import SourceError, open_source
+
+    interp = load_interpreter(args.model, args.threads)
+    try:
+        source = open_source(args.source, loop=args.loop).open()
+    except SourceError as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        loop = InferenceLoop(interp, topk=args.topk, crop=args.crop)
+    except InputSpecError as exc:
+        raise CommandError(f"Expected a usable input spec in {args.model}, got {exc}") from exc
+    tty = sys.stderr.isatty()
+
+    def on_result(result, frame):
+        if args.json:
+            print(json.dumps({"sequence": result.sequence, "class_id": result.class_id, "label": result.label,
+                              "confidence": round(result.confidence, 5), "latency_ms": round(result.latency_ms, 4),
+                              "topk": [[c, round(p, 5)] for c, p in result.topk], "truth": frame.label}))
+        elif not args.quiet:
+            print(format_result(result))
+
+    def on_status(stats):
+        sys.stderr.write(("\r" + stats.status_line() + "\033[K") if tty else stats.status_line() + "\n")
+        sys.stderr.flush()
+
+    link = open_link(args.link, args.protocol)
+    try:
+        stats = loop.run(source, reporter=link, on_result=on_result, on_status=on_status,
+                         status_interval=args.status_interval, max_frames=args.max_frames)
+    except SourceError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        source.close()
+        if link is not None:
+            link.close()
+    if tty:
+        sys.stderr.write("\n")
+    summary = stats.summary()
+    if link is not None and hasattr(link, "stats"):
+        summary["link"] = link.stats()
+    if args.json:
+        print(json.dumps({"summary": summary}, default=str))
+    else:
+        print("summary: " + stats.status_line())
+    return 0
+
+
+def cmd_daemon(args) -> int:
+    from .daemon import Daemon, DaemonError
+
+    daemon = Daemon(args.config)
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+    except DaemonError as exc:
+        raise CommandError(str(exc)) from exc
+    return daemon.run()
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(args.model, args.clip, show=args.show, threads=args.threads)
+
+
+def cmd_bench_models(args) -> int:
+    script = REPO / "benchmarks" / "bench_models.py"
+    if not script.is_file():
+        raise CommandError(f"Expected the benchmark script in a source checkout, got missing {script}")
+    import runpy
+    sys.argv = [str(script)] + list(args.args)
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def cmd_bench_memory(args) -> int:
+    from .memory import measure_infer_memory
+    if not Path(args.model).is_file():
+        raise CommandError(f"Expected a model file, got missing path {args.model!r}")
+    report = measure_infer_memory(args.model, str(BUNDLED_CLIP), args.frames)
+    print(json.dumps(report, indent=2))
+    return 0

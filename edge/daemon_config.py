@@ -1,0 +1,118 @@
+"""The daemon's TOML config (``/etc/hbnn/daemon.toml``), parsed and checked into a dataclass.
+
+    [model]   path = "...hbn", threads = 1, topk = 3, crop = "center"
+    [source]  spec = "v4l2:/dev/video0", loop = false, frame_timeout_s = 5
+    [link]    url = "serial:/dev/ttyAMA0:921600", protocol = "mavlink", [link.options] ...
+    [daemon]  log_level = "info", status_interval_s = 10, retry_initial_s = 0.5, retry_max_s = 30
+
+Only ``model.path`` and ``source.spec`` are required; ``[link]`` is optional (results are
+then only logged). Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.9/3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """The config file is missing, unreadable or has a bad value."""
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    model: str
+    source: str
+    threads: int = 1
+    topk: int = 3
+    crop: str = "center"
+    loop_source: bool = False
+    frame_timeout_s: float = 5.0
+    link_url: Optional[str] = None
+    protocol: str = "mavlink"
+    link_options: Dict[str, Any] = field(default_factory=dict)
+    log_level: str = "info"
+    status_interval_s: float = 10.0
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+
+
+# section -> {toml key: (field name, type)}
+_SCHEMA = {
+    "model": {"path": ("model", str), "threads": ("threads", int), "topk": ("topk", int),
+              "crop": ("crop", str)},
+    "source": {"spec": ("source", str), "loop": ("loop_source", bool),
+               "frame_timeout_s": ("frame_timeout_s", float)},
+    "link": {"url": ("link_url", str), "protocol": ("protocol", str), "options": ("link_options", dict)},
+    "daemon": {"log_level": ("log_level", str), "status_interval_s": ("status_interval_s", float),
+               "retry_initial_s": ("retry_initial_s", float), "retry_max_s": ("retry_max_s", float)},
+}
+
+
+def _check_type(value, kind, where: str):
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(f"Expected {where} to be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_config(data: Dict[str, Any], origin: str = "config", base_dir: Optional[Path] = None) -> DaemonConfig:
+    """Validate a decoded TOML document. Relative model/npz paths resolve against ``base_dir``."""
+    values: Dict[str, Any] = {}
+    for section, content in data.items():
+        if section not in _SCHEMA:
+            raise ConfigError(f"Expected sections {sorted(_SCHEMA)} in {origin}, got [{section}]")
+        if not isinstance(content, dict):
+            raise ConfigError(f"Expected [{section}] to be a table in {origin}, got {content!r}")
+        for key, value in content.items():
+            if key not in _SCHEMA[section]:
+                raise ConfigError(f"Expected keys {sorted(_SCHEMA[section])} in [{section}] of {origin}, "
+                                  f"got {key!r}")
+            name, kind = _SCHEMA[section][key]
+            values[name] = _check_type(value, kind, f"{section}.{key}")
+    for required, where in (("model", "model.path"), ("source", "source.spec")):
+        if not values.get(required):
+            raise ConfigError(f"Expected {where} in {origin}, got nothing")
+    if base_dir is not None:
+        if not Path(values["model"]).is_absolute():
+            values["model"] = str(base_dir / values["model"])
+        kind, _, rest = values["source"].partition(":")
+        if kind in ("npz", "images", "video") and rest and not Path(rest).is_absolute():
+            values["source"] = f"{kind}:{base_dir / rest}"
+    cfg = DaemonConfig(**values)
+    if cfg.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"Expected daemon.log_level in {LOG_LEVELS}, got {cfg.log_level!r}")
+    if cfg.protocol not in ("mavlink", "frames"):
+        raise ConfigError(f"Expected link.protocol 'mavlink' or 'frames', got {cfg.protocol!r}")
+    if cfg.threads < 0 or cfg.topk < 1:
+        raise ConfigError(f"Expected model.threads >= 0 and model.topk >= 1, got {cfg.threads}, {cfg.topk}")
+    if not (0 < cfg.retry_initial_s <= cfg.retry_max_s):
+        raise ConfigError(f"Expected 0 < retry_initial_s <= retry_max_s, got {cfg.retry_initial_s}, "
+                          f"{cfg.retry_max_s}")
+    if cfg.frame_timeout_s <= 0 or cfg.status_interval_s <= 0:
+        raise ConfigError("Expected positive source.frame_timeout_s and daemon.status_interval_s, got "
+                          f"{cfg.frame_timeout_s}, {cfg.status_interval_s}")
+    return cfg
+
+
+def load_config(path) -> DaemonConfig:
+    """Read and validate a TOML config file; raises ConfigError with the reason."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"Expected a readable config file, got {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Expected valid TOML in {path}, got {exc}") from exc
+    return parse_config(data, str(path), base_dir=path.parent)
