@@ -74,11 +74,8 @@ def encode_result(result: InferenceResult) -> bytes:
     for class_id, confidence in top + [(0, 0.0)] * (TOPK_MAX - len(top)):
         flat += [class_id, confidence]
     latency_us = min(LATENCY_US_MAX, int(round(result.latency_ms * 1000.0)))
-    try:
-        payload = _RESULT.pack(result.sequence & 0xFFFFFFFF, result.timestamp_us, result.class_id,
-                               result.confidence, latency_us, len(top), *flat)
-    except OverflowError as exc:  # a finite float64 beyond float32 range
-        raise InvalidResultError(f"Expected confidences that fit a float32, got {exc}") from None
+    payload = _RESULT.pack(result.sequence, result.timestamp_us, result.class_id,
+                           result.confidence, latency_us, len(top), *flat)
     return _frame(TYPE_RESULT, payload)
 
 
@@ -89,10 +86,6 @@ def encode_status(text: str, severity: Union[int, str] = "info") -> bytes:
     raw = text.encode("utf-8")[:STATUS_TEXT_MAX]
     raw = raw.decode("utf-8", errors="ignore").encode("utf-8")  # drop a split character
     return _frame(TYPE_STATUS, _STATUS.pack(severity_value(severity), raw))
-
-
-def _finite32(value: float) -> bool:
-    return math.isfinite(value)
 
 
 def decode_frame(encoded: bytes) -> Message:
@@ -125,7 +118,7 @@ def decode_frame(encoded: bytes) -> Message:
     if count > TOPK_MAX:
         raise FrameError("ERR_FIELD", f"Expected topk_count <= {TOPK_MAX}, got {count}")
     pairs = [(fields[6 + 2 * i], fields[7 + 2 * i]) for i in range(count)]
-    if not all(_finite32(c) for c in [confidence] + [p[1] for p in pairs]):
+    if not all(math.isfinite(c) for c in [confidence] + [p[1] for p in pairs]):
         raise FrameError("ERR_FIELD", "Expected finite confidences, got NaN or infinity")
     return InferenceResult(sequence=sequence, timestamp_us=timestamp_us, class_id=class_id,
                            confidence=confidence, topk=pairs, latency_ms=latency_us / 1000.0)

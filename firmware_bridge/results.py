@@ -17,6 +17,7 @@ CLASS_ID_MAX = 0xFFFF
 #: Result sequence numbers and timestamps are uint32 / uint64 on the wire.
 SEQUENCE_MAX = 0xFFFFFFFF
 TIMESTAMP_MAX = 0xFFFFFFFFFFFFFFFF
+FLOAT32_MAX = 3.4028234663852886e38
 
 # MAVLink MAV_SEVERITY values; the framed protocol uses the same numbers.
 SEVERITIES = {
@@ -67,6 +68,8 @@ def _check_float(name: str, value: object) -> float:
         raise InvalidResultError(f"Expected {name} to be a number, got {value!r}") from None
     if isinstance(value, bool) or not math.isfinite(as_float):
         raise InvalidResultError(f"Expected {name} to be a finite number, got {value!r}")
+    if abs(as_float) > FLOAT32_MAX:  # both wire formats carry float32
+        raise InvalidResultError(f"Expected {name} within float32 range, got {value!r}")
     return as_float
 
 
