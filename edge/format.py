@@ -5,7 +5,7 @@ header length, JSON header, aligned little-endian tensors); ``__metadata__``
 holds the format name and version, the layer graph (JSON), user metadata and a
 SHA-256 over the metadata, the tensor table and the data. Binarized layers
 store sign bits (uint64) + per-segment scales (float32); everything else is
-float32. The reader maps the file and hands out read-only views (no copies).
+float32. The reader maps the file (copy-on-write) and hands out views (no copies).
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class HbnModel:
     path: str
     graph: dict
     shapes: list
-    tensors: Dict[str, np.ndarray]   # file tensors (views over the mapped file)
+    tensors: Dict[str, np.ndarray]   # file tensors (views over the private mapping of the file)
     weights: Dict[str, object]       # layer name -> PackedWeights (binarized) or float32 array
     metadata: dict                   # user metadata given to write_hbn
     version: Tuple[int, int]
@@ -283,7 +283,9 @@ def _read(path: str) -> HbnModel:
         meta = _check_metadata(header)
         version = _parse_version(meta["format_version"])
         table = _check_table(header, size - 8 - n, 8 + n)
-        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # Private copy-on-write mapping: pages stay shared with the page cache (no copy), the
+        # arrays are writable for kernels whose memoryviews need that, and the file never changes.
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     data = memoryview(mapping)[8 + n:]
     digest = _digest(meta, table, data)
     data.release()

@@ -54,13 +54,15 @@ def _pool_op(kind: str, x: np.ndarray, out: np.ndarray, k: int, s: int) -> Calla
 
 def _softmax_op(x: np.ndarray, out: np.ndarray) -> Callable[[], None]:
     tmp = np.empty(out.shape[:-1] + (1,), dtype=np.float32)
-    amax, sub, exp, asum, div = np.max, np.subtract, np.exp, np.sum, np.divide
+    axis = out.ndim - 1
+    # ufunc.reduce directly: np.max/np.sum's Python wrappers cost more than the math here
+    amax, sub, exp, asum, div = np.maximum.reduce, np.subtract, np.exp, np.add.reduce, np.divide
 
     def run():
-        amax(x, axis=-1, keepdims=True, out=tmp)
+        amax(x, axis, None, tmp, True)
         sub(x, tmp, out=out)
         exp(out, out=out)
-        asum(out, axis=-1, keepdims=True, out=tmp)
+        asum(out, axis, None, tmp, True)
         div(out, tmp, out=out)
     return run
 
