@@ -24,7 +24,8 @@ def describe(msg, labels: List[str]) -> str:
     kind = msg.get_type()
     if kind == "NAMED_VALUE_INT":
         name = msg.name.rstrip("\0") if isinstance(msg.name, str) else msg.name
-        extra = f" ({labels[msg.value]})" if "class" in str(name).lower() and 0 <= msg.value < len(labels) else ""
+        is_class = any(key in str(name).lower() for key in ("cls", "class"))
+        extra = f" ({labels[msg.value]})" if is_class and 0 <= msg.value < len(labels) else ""
         return f"NAMED_VALUE_INT {name}={msg.value}{extra}"
     if kind == "NAMED_VALUE_FLOAT":
         return f"NAMED_VALUE_FLOAT {msg.name}={msg.value:.3f}"
@@ -32,7 +33,7 @@ def describe(msg, labels: List[str]) -> str:
         return f"DEBUG_VECT {msg.name} x={msg.x:.3f} y={msg.y:.3f} z={msg.z:.3f}"
     if kind == "STATUSTEXT":
         return f"STATUSTEXT [{msg.severity}] {msg.text}"
-    fields = {k: v for k, v in msg.to_dict().items() if k != "mavpackettype"}
+    fields = " ".join(f"{k}={v}" for k, v in msg.to_dict().items() if k != "mavpackettype")
     return f"{kind} {fields}"
 
 
@@ -47,10 +48,10 @@ class FlightControllerListener(threading.Thread):
         self.parser.robust_parsing = True  # count garbage instead of raising
         self.counts: collections.Counter = collections.Counter()
         self.last_rx = time.monotonic()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             ready, _, _ = select.select([self.fd], [], [], 0.05)
             if not ready:
                 continue
@@ -70,7 +71,7 @@ class FlightControllerListener(threading.Thread):
         end = time.monotonic() + limit_s
         while time.monotonic() < end and time.monotonic() - self.last_rx < quiet_s:
             time.sleep(0.05)
-        self._stop.set()
+        self._halt.set()
         self.join(1.0)
 
 
@@ -117,16 +118,18 @@ def run_demo(model: str, clip: str, show: int = 12, threads: int = 1, printer=pr
     listener.start()
     reporter = None
     try:
-        reporter = open_reporter(f"serial:{slave_path}:921600", protocol="mavlink")
+        # The clip replays far faster than a camera (hundreds of fps); a deep queue lets every
+        # result reach the FC instead of newest-wins dropping, so the counts below add up.
+        reporter = open_reporter(slave_path, protocol="mavlink", queue_size=len(source) + 16)
         stats = loop.run(source, reporter=reporter)
-        link_stats = reporter.stats() if hasattr(reporter, "stats") else {}
-        reporter.close()  # flushes what is still queued
+        reporter.close()  # sends what is still queued
+        link_stats = reporter.stats()
         reporter = None
         listener.drain()
     finally:
         if reporter is not None:
             reporter.close()
-        listener._stop.set()
+        listener._halt.set()
         os.close(slave)
         os.close(master)
     shown = min(show, sum(listener.counts.values()))
@@ -140,7 +143,8 @@ def run_demo(model: str, clip: str, show: int = 12, threads: int = 1, printer=pr
     printer(f"speed     {s['fps']:.1f} fps, latency p50 {lat['p50']:.3f} / p95 {lat['p95']:.3f} / "
             f"p99 {lat['p99']:.3f} ms (capture to result, {threads} thread(s))")
     printer(f"model     {size_kib:.1f} KiB on disk")
-    printer(f"link      FC decoded {dict(listener.counts)}; reporter {link_stats}")
+    sent = {k: link_stats.get(k) for k in ("results_in", "results_sent", "drops", "messages", "bytes")}
+    printer(f"link      FC decoded {dict(listener.counts)}; reporter {sent}")
     results = stats.frames
     if listener.counts.get("BAD_DATA") or not listener.counts:
         printer("link      WARNING: the flight controller did not decode the stream cleanly")

@@ -335,17 +335,17 @@ def open_source(spec: str, *, loop: bool = False) -> FrameSource:
     if kind == "picamera2":
         dims = _parse_dims(rest, spec) if rest else (640, 480)
         return Picamera2Source((dims[0], dims[1]))
+    if kind not in ("npz", "images", "v4l2", "gst", "video"):
+        raise SourceSpecError(
+            f"Expected a source spec picamera2, v4l2:/dev/videoN, gst:<pipeline>, video:FILE, images:DIR, "
+            f"npz:FILE or synthetic, got {spec!r}")
     if not rest:
         raise SourceSpecError(f"Expected '{kind}:<target>' with a target after the colon, got {spec!r}")
     if kind == "npz":
         return NpzSource(rest, loop=loop)
     if kind == "images":
         return ImageDirSource(rest, loop=loop)
-    if kind in ("v4l2", "gst", "video"):
-        return OpenCVSource(kind, rest, loop=loop)
-    raise SourceSpecError(
-        f"Expected a source spec picamera2, v4l2:/dev/videoN, gst:<pipeline>, video:FILE, images:DIR, "
-        f"npz:FILE or synthetic, got {spec!r}")
+    return OpenCVSource(kind, rest, loop=loop)
 
 
 class LatestFrameGrabber:

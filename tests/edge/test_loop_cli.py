@@ -1,0 +1,72 @@
+"""`hbnn infer` through the real CLI dispatcher: per-frame results, summary, clear errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.cli import main
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    pytest.importorskip("edge.interpreter")
+    from edge.format import write_hbn
+    from edge.reference_model import random_lenet
+    graph, tensors = random_lenet()
+    path = tmp_path_factory.mktemp("m") / "lenet.hbn"
+    write_hbn(str(path), graph, tensors)
+    return str(path)
+
+
+def test_infer_json_results_and_summary(model, capsys):
+    rc = main(["infer", "--model", model, "--source", "npz:models/fmnist-test-clip.npz", "--json",
+               "--max-frames", "12", "--topk", "2"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(out) == 13
+    rows = [json.loads(line) for line in out]
+    assert [r["sequence"] for r in rows[:12]] == list(range(12))
+    assert all(len(r["topk"]) == 2 and 0 <= r["confidence"] <= 1 for r in rows[:12])
+    labels = np.load("models/fmnist-test-clip.npz")["labels"][:12]
+    assert [r["truth"] for r in rows[:12]] == labels.tolist()
+    summary = rows[12]["summary"]
+    assert summary["frames"] == 12 and summary["labelled"] == 12 and summary["bad_frames"] == 0
+    assert summary["latency_ms"]["p50"] > 0
+
+
+def test_infer_text_output_and_status(model, capsys):
+    rc = main(["infer", "--model", model, "--source", "synthetic:240x320x3", "--max-frames", "5",
+               "--status-interval", "0"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert len([l for l in cap.out.splitlines() if l.startswith("#")]) == 5
+    assert cap.out.splitlines()[-1].startswith("summary: frames 5 |")
+    assert "fps | latency p50" in cap.err  # the live status line
+
+
+def test_infer_images_dir(model, tmp_path, capsys):
+    for i in range(3):
+        np.save(tmp_path / f"{i}.npy", np.full((28, 28), 40 * i, np.uint8))
+    assert main(["infer", "--model", model, "--source", f"images:{tmp_path}", "--quiet"]) == 0
+    assert "frames 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--source", "webcam"], "Expected a source spec"),
+    (["--source", "v4l2:/dev/video99"], "/dev/video99"),
+    (["--source", "npz:/nonexistent.npz"], "missing path"),
+])
+def test_infer_bad_sources_exit_2(model, argv, message, capsys):
+    assert main(["infer", "--model", model] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hbnn: error: ") and message in err and "Traceback" not in err
+
+
+def test_infer_bad_models_exit_2(tmp_path, capsys):
+    assert main(["infer", "--model", str(tmp_path / "none.hbn"), "--source", "synthetic"]) == 2
+    assert "missing path" in capsys.readouterr().err
+    bad = tmp_path / "bad.hbn"
+    bad.write_bytes(b"\x10\0\0\0\0\0\0\0{not json}     ")
+    assert main(["infer", "--model", str(bad), "--source", "synthetic"]) == 2
+    assert "Expected a model the runtime can run" in capsys.readouterr().err
