@@ -43,6 +43,7 @@ class FcReader:
         self.port = port
         self.protocol = protocol
         self.messages: List[Any] = []
+        self.nbytes = 0
         if protocol == "mavlink":
             from pymavlink.dialects.v20 import common as mavlink2
 
@@ -58,12 +59,24 @@ class FcReader:
             data = self.port.read(65536)
             if not data:
                 break
+            self.nbytes += len(data)
             if self.protocol == "mavlink":
                 new += self.mav.parse_buffer(data) or []
             else:
                 new += self.decoder.feed(data)
         self.messages += new
         return new
+
+    def sync(self, reporter: Any, timeout: float = 10.0) -> List[Any]:
+        """Read until every byte the reporter has written so far arrived; return the new messages.
+
+        A pty hands bytes to the other end asynchronously, so one read right
+        after a write may see only part of it.
+        """
+        start = len(self.messages)
+        wait_until(lambda: self.poll() is not None and self.nbytes >= reporter.stats()["bytes"], timeout,
+                   "all written bytes at the FC end")
+        return self.messages[start:]
 
     def of_type(self, name: str) -> List[Any]:
         return [m for m in self.messages if m.get_type() == name]
