@@ -5,6 +5,7 @@ Registration is cheap (argparse only); each handler imports what it needs.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -46,12 +47,29 @@ def register(sub, bench_sub) -> None:
 
     if bench_sub is not None:
         p = bench_sub.add_parser("models", help="end-to-end latency vs LiteRT/TFLite/ONNX Runtime")
-        p.add_argument("args", nargs="*", help="passed to benchmarks/bench_models.py (try -- --help)")
+        add_bench_models_arguments(p)
         p.set_defaults(func=cmd_bench_models)
         p = bench_sub.add_parser("memory", help="peak RSS and RSS growth of `hbnn infer` on a long run")
         p.add_argument("--model", default=str(BUNDLED_MODEL))
         p.add_argument("--frames", type=int, default=10000)
         p.set_defaults(func=cmd_bench_memory)
+
+
+def add_bench_models_arguments(p) -> None:
+    """Options of ``hbnn bench models`` (shared with ``python benchmarks/bench_models.py``)."""
+    p.add_argument("--archs", default="lenet,alexnet")
+    p.add_argument("--betas", default="16,2 16,16 64,64 inf,inf 1,1",
+                   help='(beta_w,beta_a) pairs; 1,1 = full precision (default: "%(default)s")')
+    p.add_argument("--threads", default="1,all", help="comma list; 'all' = every core (default: %(default)s)")
+    p.add_argument("--runs", type=int, default=300, help="timed calls per configuration")
+    p.add_argument("--max-seconds", type=float, default=3.0, help="time cap per configuration")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--peer-python", default=os.environ.get(
+        "HBNN_BENCH_PYTHON", str(REPO / ".venv-bench" / "bin" / "python")),
+        help="python of the venv with ai-edge-litert, tflite-runtime, onnxruntime, tensorflow-cpu")
+    p.add_argument("--no-peers", action="store_true", help="HBNN rows only")
+    p.add_argument("--memory", action="store_true", help="also peak RSS of a 10,000-frame `hbnn infer`")
+    p.add_argument("--json", help="write all rows to this file")
 
 
 def load_interpreter(path: str, threads: int = 1):
@@ -63,7 +81,7 @@ def load_interpreter(path: str, threads: int = 1):
     except ImportError as exc:
         raise CommandError(f"Expected the runtime (edge.interpreter), got ImportError: {exc}") from exc
     try:
-        return Interpreter(path, num_threads=threads)
+        return Interpreter(path, num_threads=threads or (os.cpu_count() or 1))  # 0 = all cores
     except (ValueError, OSError) as exc:  # ModelFormatError is a ValueError
         raise CommandError(f"Expected a model the runtime can run, got {path}: {exc}") from exc
 
@@ -159,12 +177,7 @@ def cmd_bench_models(args) -> int:
     if not script.is_file():
         raise CommandError(f"Expected the benchmark script in a source checkout, got missing {script}")
     import runpy
-    sys.argv = [str(script)] + list(args.args)
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
+    return runpy.run_path(str(script), run_name="bench_models")["run"](args)
 
 
 def cmd_bench_memory(args) -> int:

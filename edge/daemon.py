@@ -86,7 +86,7 @@ def setup_logging(level: str = "info", stream=None) -> None:
 
 def _default_interpreter(path: str, threads: int):
     from . import Interpreter  # lazy: pulls in the kernels
-    return Interpreter(path, num_threads=threads)
+    return Interpreter(path, num_threads=threads or (os.cpu_count() or 1))  # 0 = all cores
 
 
 def _default_reporter(cfg: DaemonConfig):

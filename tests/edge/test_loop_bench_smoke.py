@@ -1,0 +1,38 @@
+"""`hbnn bench models` / `bench memory` plumbing (not timing): rows, correctness column, memory report."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from edge.cli import main
+
+
+def test_bench_models_hbnn_rows_match_pytorch(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("edge.interpreter")
+    out = tmp_path / "rows.json"
+    rc = main(["bench", "models", "--archs", "lenet", "--betas", "16,2 1,1", "--threads", "1",
+               "--runs", "3", "--max-seconds", "0", "--no-peers", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["precision"] for r in rows] == ["beta (16,2)", "full precision"]
+    for r in rows:
+        assert r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["model_kib"] > 0
+        assert r["max_abs_diff_vs_torch"] < 1e-4  # the runtime computes what the PyTorch model computes
+    assert rows[0]["model_kib"] < rows[1]["model_kib"] / 4  # packed bits vs float32
+    assert "| lenet | hbnn (edge.Interpreter) | beta (16,2) | 1 |" in capsys.readouterr().out
+
+
+@pytest.mark.no_emulation
+def test_bench_memory_reports_rss(tmp_path):
+    pytest.importorskip("edge.interpreter")
+    from edge.format import write_hbn
+    from edge.memory import measure_infer_memory
+    from edge.reference_model import random_lenet
+    graph, tensors = random_lenet()
+    write_hbn(str(tmp_path / "m.hbn"), graph, tensors)
+    report = measure_infer_memory(str(tmp_path / "m.hbn"), "models/fmnist-test-clip.npz", frames=400)
+    assert report["frames"] == 400 and "frames 400" in report["summary_line"]
+    assert 10 < report["peak_rss_mib"] < 2000 and not math.isnan(report["peak_rss_mib"])
