@@ -132,111 +132,97 @@ HBNN_AVX2 static void hbnn_xor_gemm_avx2(const hbnn_xor_args *g, int64_t i0, int
 }
 
 /* ---- sign GEMM: float rows against packed +-1 rows -------------------------------------------- */
+/* Lanes run over 8 filters: for each element k, one float of the activation row is broadcast and
+ * added to 8 filters' segment sums with its sign flipped (XOR of the sign bit) where the filter's bit
+ * is 1. One FMA per segment applies the 8 segment scales. The panel holds, for 16 filters, the sign
+ * masks transposed to [k][16] and the scales to [segment][16] (zero for filters past the end). */
 
-/* Panel of one packed row: a float sign mask (0x80000000 where the bit is 1) per element. */
-HBNN_AVX2_INLINE void hbnn_avx2_sign_masks(const uint64_t *bits, int64_t kpad, float *panel)
+#define HBNN_SIGN_NF 16
+
+HBNN_AVX2_INLINE void hbnn_avx2_sign_panel(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel)
 {
-    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    float *sc = panel + g->k * HBNN_SIGN_NF;
     const __m256i signbit = _mm256_set1_epi32((int)0x80000000u);
-    for (int64_t k = 0; k < kpad; k += 8) {
-        const int byte = (int)((bits[k >> 6] >> (k & 63)) & 0xff);
-        const __m256i m = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), sel), sel);
-        _mm256_store_si256((__m256i *)(panel + k), _mm256_and_si256(m, signbit));
-    }
-}
-
-/* Panel of one packed row dequantized: +-scale per element (segments shorter than a vector). */
-static inline void hbnn_sign_dequant(const hbnn_sign_args *g, int64_t j, float *panel)
-{
-    const uint64_t *bits = g->bits + j * g->nwords;
-    const float *sc = g->scales + j * g->nseg;
-    for (int64_t k = 0; k < g->kpad; k++) {
-        if (k >= g->k) {
-            panel[k] = 0.0f;
-            continue;
+    for (int64_t w = 0; w < g->nwords; w++) {
+        /* word w of the 16 filters, split in 32-bit halves, one filter per lane */
+        uint32_t half[2][HBNN_SIGN_NF];
+        for (int64_t f = 0; f < HBNN_SIGN_NF; f++) {
+            const uint64_t word = f < nf ? g->bits[(j + f) * g->nwords + w] : 0;
+            half[0][f] = (uint32_t)word;
+            half[1][f] = (uint32_t)(word >> 32);
         }
-        const float s = sc[k / g->seg];
-        panel[k] = ((bits[k >> 6] >> (k & 63)) & 1) ? -s : s;
+        for (int h = 0; h < 2; h++) {
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)half[h]);
+            const __m256i hi = _mm256_loadu_si256((const __m256i *)(half[h] + 8));
+            for (int b = 0; b < 32; b++) {
+                const int64_t k = w * 64 + h * 32 + b;
+                if (k >= g->k) break;
+                /* bit b moved to the sign position of each lane */
+                const __m128i cnt = _mm_cvtsi32_si128(31 - b);
+                _mm256_store_si256((__m256i *)(panel + k * HBNN_SIGN_NF), _mm256_and_si256(_mm256_sll_epi32(lo, cnt), signbit));
+                _mm256_store_si256((__m256i *)(panel + k * HBNN_SIGN_NF + 8), _mm256_and_si256(_mm256_sll_epi32(hi, cnt), signbit));
+            }
+        }
     }
+    for (int64_t s = 0; s < g->nseg; s++)
+        for (int64_t f = 0; f < HBNN_SIGN_NF; f++) sc[s * HBNN_SIGN_NF + f] = f < nf ? g->scales[(j + f) * g->nseg + s] : 0.0f;
 }
 
-/* MR float rows x NR panels; segments are whole vectors (seg % 8 == 0) or one segment per row. */
-HBNN_AVX2_INLINE void hbnn_avx2_sign_tile(const hbnn_sign_args *g, const float *panel, const int MR,
-                                          const int NR, int64_t i, int64_t j)
+/* MR rows x 16 filters, one segment at a time. */
+HBNN_AVX2_INLINE void hbnn_avx2_sign_rows(const hbnn_sign_args *g, const float *panel, const int MR, int64_t i,
+                                          int64_t j, int64_t nf)
 {
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 acc[2][2] = {{zero, zero}, {zero, zero}};
-    const float *f[2];
+    const float *masks = panel;
+    const float *sc = panel + g->k * HBNN_SIGN_NF;
+    const float *f[3];
     for (int r = 0; r < MR; r++) f[r] = g->f + (i + r) * g->kpad;
-    const int64_t nvec = g->kpad / 8;
-    const int64_t vps = g->nseg == 1 ? nvec : g->seg / 8;  /* vectors per segment */
-    for (int64_t s = 0, v0 = 0; s < g->nseg; s++, v0 += vps) {
-        const int64_t v1 = v0 + vps < nvec ? v0 + vps : nvec;
-        __m256 sacc[2][2] = {{zero, zero}, {zero, zero}};
-        for (int64_t v = v0; v < v1; v++) {
-            __m256 vf[2], vm[2];
-            for (int r = 0; r < MR; r++) vf[r] = _mm256_loadu_ps(f[r] + 8 * v);
-            for (int c = 0; c < NR; c++) vm[c] = _mm256_load_ps(panel + c * g->kpad + 8 * v);
+    __m256 acc[3][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int64_t s = 0; s < g->nseg; s++) {
+        const int64_t k0 = s * g->seg, k1 = k0 + g->seg < g->k ? k0 + g->seg : g->k;
+        __m256 sacc[3][2];
+        {
+            const __m256 m0 = _mm256_load_ps(masks + k0 * HBNN_SIGN_NF), m1 = _mm256_load_ps(masks + k0 * HBNN_SIGN_NF + 8);
+            for (int r = 0; r < MR; r++) {
+                const __m256 v = _mm256_broadcast_ss(f[r] + k0);
+                sacc[r][0] = _mm256_xor_ps(v, m0);
+                sacc[r][1] = _mm256_xor_ps(v, m1);
+            }
+        }
+        for (int64_t k = k0 + 1; k < k1; k++) {
             /* flipping the sign bit is the subtract: adds only inside a segment */
-            for (int r = 0; r < MR; r++)
-                for (int c = 0; c < NR; c++) sacc[r][c] = _mm256_add_ps(sacc[r][c], _mm256_xor_ps(vf[r], vm[c]));
+            const __m256 m0 = _mm256_load_ps(masks + k * HBNN_SIGN_NF), m1 = _mm256_load_ps(masks + k * HBNN_SIGN_NF + 8);
+            for (int r = 0; r < MR; r++) {
+                const __m256 v = _mm256_broadcast_ss(f[r] + k);
+                sacc[r][0] = _mm256_add_ps(sacc[r][0], _mm256_xor_ps(v, m0));
+                sacc[r][1] = _mm256_add_ps(sacc[r][1], _mm256_xor_ps(v, m1));
+            }
         }
-        for (int c = 0; c < NR; c++) {
-            const __m256 sc = _mm256_set1_ps(g->scales[(j + c) * g->nseg + s]);
-            for (int r = 0; r < MR; r++) acc[r][c] = _mm256_fmadd_ps(sc, sacc[r][c], acc[r][c]);
+        const __m256 s0 = _mm256_load_ps(sc + s * HBNN_SIGN_NF), s1 = _mm256_load_ps(sc + s * HBNN_SIGN_NF + 8);
+        for (int r = 0; r < MR; r++) {
+            acc[r][0] = _mm256_fmadd_ps(s0, sacc[r][0], acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(s1, sacc[r][1], acc[r][1]);
         }
     }
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NR; c++)
-            g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, hbnn_avx2_hsum(acc[r][c]));
-}
-
-/* Dequantized panel: plain FMA per element (segments of 2 or 4). */
-HBNN_AVX2_INLINE void hbnn_avx2_dequant_tile(const hbnn_sign_args *g, const float *panel, const int MR,
-                                             const int NR, int64_t i, int64_t j)
-{
-    const __m256 zero = _mm256_setzero_ps();
-    __m256 acc[2][2] = {{zero, zero}, {zero, zero}};
-    const float *f[2];
-    for (int r = 0; r < MR; r++) f[r] = g->f + (i + r) * g->kpad;
-    for (int64_t k = 0; k < g->kpad; k += 8) {
-        __m256 vf[2], vw[2];
-        for (int r = 0; r < MR; r++) vf[r] = _mm256_loadu_ps(f[r] + k);
-        for (int c = 0; c < NR; c++) vw[c] = _mm256_load_ps(panel + c * g->kpad + k);
-        for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++) acc[r][c] = _mm256_fmadd_ps(vf[r], vw[c], acc[r][c]);
+    for (int r = 0; r < MR; r++) {
+        float tmp[HBNN_SIGN_NF];
+        _mm256_storeu_ps(tmp, acc[r][0]);
+        _mm256_storeu_ps(tmp + 8, acc[r][1]);
+        float *out = g->out + (i + r) * g->ldo + j;
+        for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(&g->ep, j + c, tmp[c]);
     }
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NR; c++)
-            g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, hbnn_avx2_hsum(acc[r][c]));
 }
-
-#define HBNN_AVX2_SIGN_ROWS(TILE, NRc)                                               \
-    do {                                                                             \
-        int64_t i = i0;                                                              \
-        for (; i + 1 < i1; i += 2) TILE(g, panel, 2, NRc, i, j);                     \
-        if (i < i1) TILE(g, panel, 1, NRc, i, j);                                    \
-    } while (0)
 
 HBNN_AVX2 static void hbnn_sign_gemm_avx2(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0,
                                           int64_t j1, float *panel)
 {
-    const int masks = g->nseg == 1 || g->seg % 8 == 0;
-    for (int64_t j = j0; j < j1; j += 2) {
-        const int nr = j + 1 < j1 ? 2 : 1;
-        for (int c = 0; c < nr; c++) {
-            if (masks)
-                hbnn_avx2_sign_masks(g->bits + (j + c) * g->nwords, g->kpad, panel + c * g->kpad);
-            else
-                hbnn_sign_dequant(g, j + c, panel + c * g->kpad);
-        }
-        if (masks) {
-            if (nr == 2) HBNN_AVX2_SIGN_ROWS(hbnn_avx2_sign_tile, 2);
-            else HBNN_AVX2_SIGN_ROWS(hbnn_avx2_sign_tile, 1);
-        } else {
-            if (nr == 2) HBNN_AVX2_SIGN_ROWS(hbnn_avx2_dequant_tile, 2);
-            else HBNN_AVX2_SIGN_ROWS(hbnn_avx2_dequant_tile, 1);
-        }
+    for (int64_t j = j0; j < j1; j += HBNN_SIGN_NF) {
+        const int64_t nf = j + HBNN_SIGN_NF < j1 ? HBNN_SIGN_NF : j1 - j;
+        hbnn_avx2_sign_panel(g, j, nf, panel);
+        int64_t i = i0;
+        for (; i + 2 < i1; i += 3) hbnn_avx2_sign_rows(g, panel, 3, i, j, nf);
+        if (i1 - i == 2) hbnn_avx2_sign_rows(g, panel, 2, i, j, nf);
+        else if (i1 - i == 1) hbnn_avx2_sign_rows(g, panel, 1, i, j, nf);
     }
 }
 

@@ -83,13 +83,17 @@ void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads)
     }
 }
 
-/* The sign GEMM expands two filters' sign bits into a float panel per tile. */
-int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g) { return 2 * g->kpad + 16; }
+/* The sign GEMM expands 16 filters' sign bits and scales into a float panel per tile. */
+int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g) { return 16 * (g->kpad + g->nseg) + 16; }
+
+/* Sign GEMM tiles: 128 float rows (~0.5 MB at K = 1152, in L2) x 16 filters (one expanded panel). */
+#define HBNN_SIGN_TILE_M 128
+#define HBNN_SIGN_TILE_N 16
 
 void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads)
 {
-    const int64_t ti = (g->m + HBNN_TILE_M - 1) / HBNN_TILE_M;
-    const int64_t tj = (g->n + HBNN_TILE_N - 1) / HBNN_TILE_N;
+    const int64_t ti = (g->m + HBNN_SIGN_TILE_M - 1) / HBNN_SIGN_TILE_M;
+    const int64_t tj = (g->n + HBNN_SIGN_TILE_N - 1) / HBNN_SIGN_TILE_N;
     const int64_t total = ti * tj;
     const int nt = hbnn_threads(threads);
     (void)nt;
@@ -103,9 +107,9 @@ void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t t = 0; t < total; t++) {
-                const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
-                const int64_t i1 = i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m;
-                const int64_t j1 = j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n;
+                const int64_t i0 = (t / tj) * HBNN_SIGN_TILE_M, j0 = (t % tj) * HBNN_SIGN_TILE_N;
+                const int64_t i1 = i0 + HBNN_SIGN_TILE_M < g->m ? i0 + HBNN_SIGN_TILE_M : g->m;
+                const int64_t j1 = j0 + HBNN_SIGN_TILE_N < g->n ? j0 + HBNN_SIGN_TILE_N : g->n;
                 /* 32-byte aligned panel for the SIMD loads */
                 float *panel = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
                 be->sign_gemm(g, i0, i1, j0, j1, panel);
@@ -117,9 +121,9 @@ void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads
 #pragma omp for schedule(dynamic, 1)
 #endif
             for (int64_t t = 0; t < total; t++) {
-                const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
-                const int64_t i1 = i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m;
-                const int64_t j1 = j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n;
+                const int64_t i0 = (t / tj) * HBNN_SIGN_TILE_M, j0 = (t % tj) * HBNN_SIGN_TILE_N;
+                const int64_t i1 = i0 + HBNN_SIGN_TILE_M < g->m ? i0 + HBNN_SIGN_TILE_M : g->m;
+                const int64_t j1 = j0 + HBNN_SIGN_TILE_N < g->n ? j0 + HBNN_SIGN_TILE_N : g->n;
                 hbnn_sign_gemm_portable(g, i0, i1, j0, j1, NULL);
             }
         }

@@ -64,7 +64,8 @@ typedef struct {
 
 /* One backend = these three functions.
  * xor_gemm / sign_gemm compute the output tile rows [i0, i1) x columns [j0, j1); `scratch` is a
- * per-thread buffer of hbnn_sign_scratch_floats(args) floats (sign GEMM only; NULL for xor GEMM).
+ * 32-byte aligned per-thread buffer of hbnn_sign_scratch_floats(args) = 16 * (kpad + nseg) + 16 floats
+ * (sign GEMM only), enough for 16 filters' expanded signs and scales.
  * pack_rows binarizes and packs `rows` rows of n floats (row stride xstride), with an optional
  * per-column affine x * in_scale + in_bias applied first, segment length seg. Bits go to
  * bits[r * bstride ...] (ceil(n/64) words; the caller zeroes any further padding words). Scales:
