@@ -21,7 +21,8 @@ import numpy as np
 from .errors import ModelFormatError
 from .format import HbnModel, read_hbn
 
-PREDICT_BATCH = 64      # predict() runs big batches in chunks of this many samples
+PREDICT_BATCH = 64      # predict() runs big batches in chunks of at most this many samples
+PREDICT_BYTES = 16 << 20  # ...and of at most about this many bytes of activations
 _MAX_PLANS = 4          # batch sizes kept planned for predict()
 
 
@@ -183,6 +184,8 @@ class Interpreter:
         self._weights = self._prepare_weights()
         self._plan = _Plan(self.model, self._weights, 1, self.num_threads)
         self._plans: "OrderedDict[int, _Plan]" = OrderedDict()
+        per_sample = 4 * sum(math.prod(shape) for shape in self.model.shapes)
+        self._chunk = max(1, min(PREDICT_BATCH, PREDICT_BYTES // max(1, per_sample)))
         spec = self.model.graph["input"]
         std = np.asarray(spec["std"], dtype=np.float32)
         # x = (pixel * pixel_scale - mean) / std  ==  pixel * _pre_a + _pre_b
@@ -346,8 +349,8 @@ class Interpreter:
         batch, single = self._as_batch(x)
         n = batch.shape[0]
         result = np.empty((n, self._plan.output.shape[-1]), dtype=np.float32)
-        for start in range(0, n, PREDICT_BATCH):
-            chunk = batch[start:start + PREDICT_BATCH]
+        for start in range(0, n, self._chunk):
+            chunk = batch[start:start + self._chunk]
             plan = self._plan_for(chunk.shape[0])
             np.copyto(plan.input, chunk)
             for op in plan.ops:
