@@ -23,7 +23,7 @@ test: build
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: build
-	$(PY) -m edge.cli demo
+	$(VENV)/bin/hbnn demo
 
 bench-kernels: build
 	$(PY) -m edge.cli bench kernels

@@ -26,8 +26,10 @@ def _rss_kib(pid: int) -> Optional[int]:
 
 
 def measure_infer_memory(model: str, clip: str, frames: int = 10000, interval: float = 0.05) -> Dict:
-    cmd = [sys.executable, "-m", "edge.cli", "infer", "--model", model, "--source", f"npz:{clip}",
-           "--loop", "--quiet", "--max-frames", str(frames), "--status-interval", "1e9"]
+    argv = ["infer", "--model", model, "--source", f"npz:{clip}", "--loop", "--quiet",
+            "--max-frames", str(frames), "--status-interval", "1e9"]
+    # What the `hbnn` entry point runs (edge.cli.main), without depending on it being on PATH.
+    cmd = [sys.executable, "-c", f"import sys; from edge.cli import main; sys.exit(main({argv!r}))"]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: List[Tuple[float, int]] = []
