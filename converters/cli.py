@@ -127,9 +127,17 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _need_matplotlib(out) -> None:
+    """Fail before any work when a plot is asked for and matplotlib is absent."""
+    if out:
+        import matplotlib  # noqa: F401  (ModuleNotFoundError -> one-line hint in _handler)
+
+
 def cmd_angle(args) -> int:
     from . import analyze
     from .errors import ConfigError
+
+    _need_matplotlib(args.out)
 
     try:
         dims = [int(d) for d in args.dims.split(",")]
@@ -148,6 +156,7 @@ def cmd_angle(args) -> int:
 def cmd_correlation(args) -> int:
     from . import analyze
 
+    _need_matplotlib(args.out)
     result = analyze.layer_correlations(args.model, args.data, images=args.images)
     for name, r in result:
         print(f"{name:8s} pearson r = {r:.4f}")

@@ -149,6 +149,7 @@ def load_model(path: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNS
         per_layer = {k: v for k, v in per_layer.items() if k in inner}
         per_layer.update(overrides)
         model = build_model(arch, 1, 1, per_layer)
+        model.train_config = config
     else:
         if not os.path.exists(path):
             raise CheckpointError(f"Expected a checkpoint directory or a state dict file, got no such path {path}")
@@ -162,20 +163,31 @@ def load_model(path: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNS
     return model.eval()
 
 
-def float32_bytes(tensors: Dict[str, np.ndarray]) -> int:
-    """Size of the same network stored as plain float32 (the baseline for the size ratio)."""
-    return int(sum(t.size * 4 for t in tensors.values()))
+def float32_bytes(graph: dict, tensors: Dict[str, np.ndarray]) -> int:
+    """Bytes of the conv/dense weights and biases as plain float32: the float model the ratio compares to."""
+    total = 0
+    for layer in graph["layers"]:
+        if layer.get("type") in ("conv2d", "dense"):
+            for key in ("weight", "bias"):
+                if layer.get(key):
+                    total += int(np.asarray(tensors[layer[key]]).size) * 4
+    return total
 
 
-def write_model(out: str, graph: dict, tensors: Dict[str, np.ndarray]) -> None:
+def write_model(out: str, graph: dict, tensors: Dict[str, np.ndarray], metadata: Optional[dict] = None) -> None:
+    """Hand the graph to edge.format (packs, writes to a temp file, validates, renames)."""
     try:
+        from edge.errors import ModelFormatError
         from edge.format import write_hbn
     except ImportError as exc:
         raise ConfigError(f"Expected edge.format.write_hbn (the .hbn writer), got ImportError: {exc}") from None
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise ConfigError(f"Expected an existing directory for {out}, got no such directory {out_dir}")
-    write_hbn(out, graph, tensors)
+    try:
+        write_hbn(out, graph, tensors, metadata=metadata or {})
+    except ModelFormatError as exc:
+        raise ConfigError(f"{out}: {exc}") from None
 
 
 def convert(path: str, out: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNSET,
@@ -186,9 +198,18 @@ def convert(path: str, out: str, arch: Optional[str] = None, beta_w=_UNSET, beta
 
         kwargs = {k: v for k, v in (("beta_w", beta_w), ("beta_a", beta_a)) if v is not _UNSET}
         graph, tensors = graph_from_tflite(path, **kwargs)
+        metadata = {"source": os.path.basename(os.path.normpath(path))}
     else:
-        graph, tensors = model_to_graph(load_model(path, arch, beta_w, beta_a, layer_betas))
-    write_model(out, graph, tensors)
+        model = load_model(path, arch, beta_w, beta_a, layer_betas)
+        graph, tensors = model_to_graph(model)
+        metadata = {"source": os.path.basename(os.path.normpath(path)), "arch": model.arch,
+                    "betas": {k: list(v) for k, v in model.betas.items()}}
+        train_info = getattr(model, "train_config", None)
+        if train_info:
+            metadata["training"] = {k: train_info.get(k) for k in ("seed", "epoch", "batch_size", "lr",
+                                                                     "augment", "test_acc") if k in train_info}
+    write_model(out, graph, tensors, metadata)
     size = os.path.getsize(out)
-    return {"layers": len(graph["layers"]), "bytes": size, "float32_bytes": float32_bytes(tensors),
-            "ratio": float32_bytes(tensors) / size if size else None}
+    baseline = float32_bytes(graph, tensors)
+    return {"layers": len(graph["layers"]), "bytes": size, "float32_bytes": baseline,
+            "ratio": baseline / size if size else None}
