@@ -7,13 +7,26 @@ import math
 import numpy as np
 import pytest
 
-litert = pytest.importorskip("ai_edge_litert.interpreter",
-                             reason="ai-edge-litert not installed (optional .[bench] extra)")
-S = pytest.importorskip("ai_edge_litert.schema_py_generated")
-flatbuffers = pytest.importorskip("flatbuffers")
+from converters.errors import ConverterError
+from converters.tflite_import import TFLiteImportError, graph_from_tflite
 
-from converters.errors import ConverterError  # noqa: E402
-from converters.tflite_import import TFLiteImportError, graph_from_tflite  # noqa: E402
+try:
+    import flatbuffers
+    from ai_edge_litert import interpreter as litert
+    from ai_edge_litert import schema_py_generated as S
+except ImportError:
+    litert = S = flatbuffers = None
+
+needs_litert = pytest.mark.skipif(litert is None, reason="ai-edge-litert not installed (optional .[bench] extra)")
+
+
+def test_missing_runtime_says_what_to_install(monkeypatch, tmp_path):
+    import sys
+
+    for name in ("ai_edge_litert", "tflite_runtime", "tensorflow"):
+        monkeypatch.setitem(sys.modules, name, None)  # makes `import name` fail
+    with pytest.raises(TFLiteImportError, match="pip install ai-edge-litert"):
+        graph_from_tflite(tmp_path / "m.tflite", 4)
 
 
 class TinyModel:
@@ -131,6 +144,7 @@ def _run_tflite(path, x):
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
+@needs_litert
 def test_import_maps_the_ops_and_betas(tmp_path):
     graph, tensors = graph_from_tflite(_lenet_like(tmp_path), 4)
     kinds = [layer["type"] for layer in graph["layers"]]
@@ -142,6 +156,7 @@ def test_import_maps_the_ops_and_betas(tmp_path):
     assert tensors["conv0.weight"].shape == (6, 3, 3, 1) and tensors["fc5.weight"].shape == (16, 32)
 
 
+@needs_litert
 def test_imported_full_precision_model_matches_tflite_through_the_runtime(tmp_path):
     from edge import Interpreter
     from edge.format import write_hbn
@@ -154,6 +169,7 @@ def test_imported_full_precision_model_matches_tflite_through_the_runtime(tmp_pa
     np.testing.assert_allclose(it.predict(x), _run_tflite(path, x), rtol=1e-4, atol=1e-6)
 
 
+@needs_litert
 def test_binarized_import_runs_and_equals_the_reference(tmp_path):
     from edge import Interpreter
     from edge.format import write_hbn
@@ -166,18 +182,21 @@ def test_binarized_import_runs_and_equals_the_reference(tmp_path):
                                rtol=1e-4, atol=1e-5)
 
 
+@needs_litert
 def test_unsupported_ops_are_named(tmp_path):
     path = TinyModel((1, 8, 8, 1)).conv(4, 3).tanh().reshape().dense(3).save(tmp_path / "tanh.tflite")
     with pytest.raises(TFLiteImportError, match="unsupported TANH"):
         graph_from_tflite(path, 4)
 
 
+@needs_litert
 def test_asymmetric_same_padding_is_refused(tmp_path):
     path = TinyModel((1, 8, 8, 1)).conv(4, 2, same=True).reshape().dense(3).save(tmp_path / "pad.tflite")
     with pytest.raises(TFLiteImportError, match="symmetric"):
         graph_from_tflite(path, 4)
 
 
+@needs_litert
 def test_relu_op_and_fused_pool_relu(tmp_path):
     m = TinyModel((1, 8, 8, 2)).conv(4, 3, relu=False).relu().conv(4, 1, relu=False).pool(2, relu=True)
     graph, _ = graph_from_tflite(m.reshape().dense(3).save(tmp_path / "r.tflite"), None, 1)
@@ -186,6 +205,7 @@ def test_relu_op_and_fused_pool_relu(tmp_path):
     assert graph["layers"][2]["beta_w"] is None and graph["layers"][2]["beta_a"] == 1
 
 
+@needs_litert
 @pytest.mark.parametrize("kwargs, message", [({}, "Expected beta_w"), ({"beta_w": 16, "beta_a": 6}, "divides"),
                                              ({"beta_w": 0}, "beta_w")])
 def test_bad_betas(tmp_path, kwargs, message):
@@ -193,6 +213,7 @@ def test_bad_betas(tmp_path, kwargs, message):
         graph_from_tflite(_lenet_like(tmp_path), **kwargs)
 
 
+@needs_litert
 def test_garbage_and_missing_files_are_clean_errors(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\0" * 64)
