@@ -38,8 +38,9 @@ class TinyModel:
         self.cur = self.tensor(input_shape, "input")
         self.input = self.cur
 
-    def tensor(self, shape, name, data=None, dtype=S.TensorType.FLOAT32):
+    def tensor(self, shape, name, data=None, dtype=None):
         t = S.TensorT()
+        dtype = S.TensorType.FLOAT32 if dtype is None else dtype
         t.shape, t.type, t.name, t.buffer = list(shape), dtype, name.encode(), 0
         if data is not None:
             b = S.BufferT()
