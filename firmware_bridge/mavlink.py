@@ -128,13 +128,19 @@ class MavlinkEncoder:
 
 
 class MavlinkParser:
-    """Robust inbound parser: never raises on garbage, counts what it skips."""
+    """Robust inbound parser: never raises on garbage, counts what it skips.
+
+    Only messages of the ``common`` dialect with a valid CRC (and, with a key,
+    a valid signature) come out; ``errors`` counts skipped garbage,
+    ``bad_signatures`` rejected signatures, ``unknown`` unverifiable ids.
+    """
 
     def __init__(self, signing_key: Optional[bytes] = None) -> None:
         self._key = signing_key
         self.messages = 0
         self.errors = 0
         self.bad_signatures = 0
+        self.unknown = 0
         self._new()
 
     def _new(self) -> None:
@@ -164,6 +170,11 @@ class MavlinkParser:
                 self.errors += 1
                 if "signature" in str(getattr(msg, "reason", "")).lower():
                     self.bad_signatures += 1
+                continue
+            if isinstance(msg, mavlink2.MAVLink_unknown):
+                # An id outside the common dialect: without its CRC_EXTRA the CRC cannot be
+                # checked, so it may be garbage. Count it, do not pass it on.
+                self.unknown += 1
                 continue
             self.messages += 1
             out.append(msg)

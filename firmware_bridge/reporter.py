@@ -112,6 +112,8 @@ class Reporter:
             except BaseException:
                 self._close_pipe()
                 raise
+        else:
+            self._try_open(now)  # one try now, so stats() tells at once why the link is down
         self._thread = threading.Thread(target=self._run, name="hbnn-reporter", daemon=True)
         self._thread.start()
 
