@@ -156,7 +156,8 @@ class Daemon:
         self.notifier.notify(f"STATUS={text}")
         if self.reporter is not None and level >= logging.WARNING:
             try:
-                self.reporter.status_text(text[:50])  # MAVLink STATUSTEXT holds 50 chars
+                # The bridge splits texts longer than one STATUSTEXT (50 chars) into chunks.
+                self.reporter.status_text(text, severity="error" if level >= logging.ERROR else "warning")
             except Exception as exc:  # the link must never take the daemon down
                 log.debug("status_text failed: %s", exc)
 
@@ -238,7 +239,7 @@ class Daemon:
         self._retry_delay = cfg.retry_initial_s if not self._retry_delay else min(
             self._retry_delay * 2, cfg.retry_max_s)
         self._retry_at = time.monotonic() + self._retry_delay
-        # Delay first: the autopilot's STATUSTEXT keeps only 50 characters.
+        # Delay first: a ground station showing only the first STATUSTEXT chunk still gets it.
         self._status(f"camera lost, retry in {self._retry_delay:.2f} s: {reason}", logging.WARNING)
 
     def _ensure_source(self) -> bool:

@@ -293,3 +293,50 @@ def test_daemon_process_ready_then_sigterm(tmp_path):
         server.close()
     assert proc.returncode == 0, out
     assert "INFO hbnn.daemon: stopped: frames" in out
+
+
+class _LiveCamera(FlakyCamera):
+    """Live (capture-thread) camera; ``stall`` makes it stop delivering without an error."""
+
+    live = True
+
+    def __init__(self, lose_after=None, stall=False):
+        super().__init__(lose_after=lose_after)
+        self.stall = stall
+
+    def read(self):
+        time.sleep(0.002)
+        while self.stall and self._index >= 3:
+            time.sleep(0.01)
+            if getattr(self, "closed", False):
+                raise CameraUnavailable("Expected a frame, got closed")
+        return super().read()
+
+    def close(self):
+        self.closed = True
+
+
+def test_live_camera_error_in_capture_thread_is_recovered(tmp_path):
+    made = []
+
+    def factory(c):
+        made.append(_LiveCamera(lose_after=4 if not made else None))
+        return made[-1]
+    d, reporters, _ = make_daemon(tmp_path, factory)
+    d.start()
+    assert d.run(max_frames=20) == 0
+    assert d.stats.frames == 20 and d.camera_losses == 1 and len(made) == 2
+    assert any("USB disconnect" in t for t in reporters[0].texts)
+
+
+def test_stalled_camera_counts_as_lost_after_frame_timeout(tmp_path):
+    made = []
+
+    def factory(c):
+        made.append(_LiveCamera(stall=not made))
+        return made[-1]
+    d, reporters, _ = make_daemon(tmp_path, factory)
+    d.start()
+    d.run(max_frames=10)
+    assert d.stats.frames == 10 and d.camera_losses == 1
+    assert any("no frame for 1 s" in t for t in reporters[0].texts)

@@ -70,3 +70,19 @@ def test_infer_bad_models_exit_2(tmp_path, capsys):
     bad.write_bytes(b"\x10\0\0\0\0\0\0\0{not json}     ")
     assert main(["infer", "--model", str(bad), "--source", "synthetic"]) == 2
     assert "Expected a model the runtime can run" in capsys.readouterr().err
+
+
+def test_infer_sends_results_over_the_bridge(model, capsys):
+    pytest.importorskip("firmware_bridge")
+    rc = main(["infer", "--model", model, "--source", "npz:models/fmnist-test-clip.npz", "--json", "--quiet",
+               "--max-frames", "20", "--link", "loop://", "--protocol", "frames"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+    link = summary["link"]
+    assert link["results_in"] == 20 and link["results_sent"] + link["drops"] == 20
+
+
+def test_infer_bad_link_exit_2(model, capsys):
+    pytest.importorskip("firmware_bridge")
+    assert main(["infer", "--model", model, "--source", "synthetic", "--link", "/dev/ttyNOPE0"]) == 2
+    assert "Expected to open link" in capsys.readouterr().err
