@@ -19,6 +19,7 @@ LAYOUTS = ("NHWC",)
 # A sanity bound on one sample's activations (float32 elements, 256 MiB): a
 # crafted graph must not make the runtime allocate gigabytes.
 MAX_ACTIVATION_ELEMENTS = 1 << 26
+MAX_TOTAL_ACTIVATIONS = 1 << 28  # all layers' buffers together (1 GiB per sample)
 MAX_LAYERS = 4096
 
 Shape = Tuple[int, ...]
@@ -150,10 +151,15 @@ def normalize_graph(graph) -> dict:
     return out
 
 
-def _check_size(shape: Shape, where: str) -> Shape:
+def _count(shape: Shape) -> int:
     n = 1
     for s in shape:
         n *= s
+    return n
+
+
+def _check_size(shape: Shape, where: str) -> Shape:
+    n = _count(shape)
     if n > MAX_ACTIVATION_ELEMENTS:
         _fail(f"Expected at most {MAX_ACTIVATION_ELEMENTS} activations per sample after {where}, got {n}")
     return shape
@@ -200,11 +206,11 @@ def infer_shapes(graph: dict) -> List[Shape]:
                 _fail(f"Expected the {k}x{k} window of {where} to fit its {state[0]}x{state[1]} input")
             state = ((state[0] - k) // s + 1, (state[1] - k) // s + 1, state[2])
         elif kind == "flatten":
-            n = 1
-            for d in state:
-                n *= d
-            state = (n,)
+            state = (_count(state),)
         shapes.append(_check_size(state, where))
+    total = sum(_count(shape) for shape in shapes)
+    if total > MAX_TOTAL_ACTIVATIONS:
+        _fail(f"Expected at most {MAX_TOTAL_ACTIVATIONS} activations per sample over all layers, got {total}")
     if len(state) != 1:
         _fail(f"Expected the network to end in a vector of class scores, got shape {state}")
     labels = graph.get("labels")

@@ -188,3 +188,9 @@ def test_reader_rejects_a_plain_safetensors_file(tmp_path):
 def test_missing_file_is_a_model_format_error(tmp_path):
     with pytest.raises(ModelFormatError, match="readable model file"):
         read_hbn(tmp_path / "nope.hbn")
+
+
+def test_graph_whose_buffers_would_be_huge_is_refused(tmp_path):
+    graph = {"input": {"shape": [4096, 4096, 1]}, "layers": [{"type": "relu"} for _ in range(20)]}
+    with pytest.raises(ModelFormatError, match="over all layers"):
+        write_hbn(tmp_path / "m.hbn", graph, {})
