@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .cli import CommandError
@@ -99,6 +101,14 @@ def open_link(url, protocol: str):
         raise CommandError(f"Expected to open link {url!r}, got {exc}") from exc
 
 
+def _on_signals(signals, handler=None) -> dict:
+    """Install ``handler`` for ``signals`` (or restore a dict of old handlers); main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    pairs = signals.items() if isinstance(signals, dict) else [(s, handler) for s in signals]
+    return {s: signal.signal(s, h) for s, h in pairs}
+
+
 def format_result(result) -> str:
     top = ", ".join(f"{cid}:{conf:.2f}" for cid, conf in result.topk)
     return (f"#{result.sequence:<5d} {result.label or result.class_id!s:<12} {result.confidence:.3f}  "
@@ -134,12 +144,15 @@ def cmd_infer(args) -> int:
         sys.stderr.flush()
 
     link = open_link(args.link, args.protocol)
+    stop = threading.Event()
+    saved = _on_signals((signal.SIGINT, signal.SIGTERM), lambda *_: stop.set())  # Ctrl-C: summary, exit 0
     try:
         stats = loop.run(source, reporter=link, on_result=on_result, on_status=on_status,
-                         status_interval=args.status_interval, max_frames=args.max_frames)
-    except SourceError as exc:
+                         status_interval=args.status_interval, max_frames=args.max_frames, stop=stop)
+    except (SourceError, TimeoutError) as exc:
         raise CommandError(str(exc)) from exc
     finally:
+        _on_signals(saved)
         source.close()
         if link is not None:
             link.close()

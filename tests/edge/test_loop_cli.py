@@ -86,3 +86,21 @@ def test_infer_bad_link_exit_2(model, capsys):
     pytest.importorskip("firmware_bridge")
     assert main(["infer", "--model", model, "--source", "synthetic", "--link", "/dev/ttyNOPE0"]) == 2
     assert "Expected to open link" in capsys.readouterr().err
+
+
+@pytest.mark.no_emulation
+def test_infer_sigint_prints_the_summary_and_exits_0(model, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    code = f"import sys; from edge.cli import main; sys.exit(main(['infer', '--model', {model!r}, " \
+           "'--source', 'synthetic:64x64x3', '--quiet', '--status-interval', '0.1']))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stderr.readline()  # the first status line: the loop is running
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and out.strip().startswith("summary: frames ")
