@@ -21,7 +21,7 @@ def register(sub, bench_sub) -> None:
                    help="Fashion-MNIST IDX .gz directory (default /usr/share/datasets/fashion-mnist)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N images only")
-    p.add_argument("--threads", type=int, default=1, help="kernel threads")
+    p.add_argument("--threads", type=int, default=1, help="kernel threads (0 = all cores)")
     p.add_argument("--batch", type=int, default=64, help="images per runtime call for the accuracy pass")
     p.add_argument("--latency-frames", type=int, default=200, metavar="N",
                    help="batch-1 invoke() calls timed for the latency figures (0 = skip)")
@@ -170,9 +170,13 @@ def cmd_eval(args) -> int:
     from .cli import CommandError
     from .interpreter import Interpreter
 
-    if args.batch < 1 or args.threads < 1 or args.latency_frames < 0:
-        raise CommandError(f"Expected --batch >= 1, --threads >= 1 and --latency-frames >= 0, got "
+    if args.batch < 1 or args.threads < 0 or args.latency_frames < 0:
+        raise CommandError(f"Expected --batch >= 1, --threads >= 0 and --latency-frames >= 0, got "
                            f"{args.batch}, {args.threads}, {args.latency_frames}")
+    if args.threads == 0:
+        import os
+
+        args.threads = os.cpu_count() or 1
     model = _load(args.model)
     images, labels = _dataset(args)
     interp = Interpreter(model, num_threads=args.threads)

@@ -92,6 +92,7 @@ def test_eval_text_output_and_limit(model_path, data_dir, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--limit", "0"], "--limit"),
     (["--batch", "0"], "--batch"),
+    (["--threads", "-1"], "--threads"),
 ])
 def test_eval_bad_arguments(model_path, data_dir, capsys, extra, message):
     d, _, _ = data_dir
