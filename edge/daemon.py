@@ -23,7 +23,8 @@ import numpy as np
 from .daemon_config import ConfigError, DaemonConfig, load_config
 from .loop import InferenceLoop, LoopStats
 from .preprocess import FrameError
-from .sources import Frame, FrameSource, LatestFrameGrabber, SourceError, open_source
+from .capture import LatestFrameGrabber
+from .sources import Frame, FrameSource, SourceError, open_source
 
 log = logging.getLogger("hbnn.daemon")
 

@@ -14,7 +14,7 @@ import threading
 import time
 import tty
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 from .cli import CommandError
 

@@ -16,7 +16,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .preprocess import FrameError, Preprocessor
-from .sources import Frame, FrameSource, LatestFrameGrabber
+from .capture import LatestFrameGrabber
+from .sources import Frame, FrameSource
 
 try:  # the bridge's result type is what reporters accept
     from firmware_bridge import InferenceResult
