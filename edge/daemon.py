@@ -92,7 +92,10 @@ def _default_interpreter(path: str, threads: int):
 
 def _default_reporter(cfg: DaemonConfig):
     from firmware_bridge import open_reporter
-    return open_reporter(cfg.link_url, protocol=cfg.protocol, **cfg.link_options)
+    # A flight controller that boots after us is normal: the bridge keeps reconnecting in the
+    # background instead of failing (link.options.require_link = true restores strictness).
+    options = {"require_link": False, **cfg.link_options}
+    return open_reporter(cfg.link_url, protocol=cfg.protocol, **options)
 
 
 class Daemon:
@@ -179,8 +182,11 @@ class Daemon:
         except Exception as exc:
             raise DaemonError(f"Expected to open link {cfg.link_url!r}, got {type(exc).__name__}: {exc}") \
                 from exc
+        try:
+            self.source = self._make_source(cfg)
+        except SourceError as exc:  # a bad spec; a missing camera only shows at open()
+            raise DaemonError(str(exc)) from exc
         self.config = cfg
-        self.source = self._make_source(cfg)
         log.info("model %s (%d threads), source %s, link %s", cfg.model, cfg.threads, cfg.source,
                  cfg.link_url or "none (log only)")
 
@@ -195,6 +201,8 @@ class Daemon:
             model = self._load_model(cfg)
             link_changed = (cfg.link_url, cfg.protocol, cfg.link_options) != (
                 self.config.link_url, self.config.protocol, self.config.link_options)
+            source_changed = (cfg.source, cfg.loop_source) != (self.config.source, self.config.loop_source)
+            new_source = self._make_source(cfg) if source_changed else None  # checks the spec
             if link_changed:
                 new_link = self._open_link(cfg)
         except Exception as exc:
@@ -205,15 +213,16 @@ class Daemon:
                          logging.ERROR)
             self.notifier.notify("READY=1")
             return False
-        old_cfg, old_link = self.config, self.reporter
+        old_link = self.reporter
+        model.sequence = self.model.sequence  # the autopilot sees one continuous result stream
         self.config, self.model = cfg, model
         if link_changed:
             self.reporter = new_link
             if old_link is not None:
                 old_link.close()
-        if (cfg.source, cfg.loop_source) != (old_cfg.source, old_cfg.loop_source):
+        if source_changed:
             self._close_source()
-            self.source = self._make_source(cfg)
+            self.source = new_source
             self._retry_delay = self._retry_at = 0.0
         setup_logging(cfg.log_level)
         self.reloads += 1

@@ -340,3 +340,47 @@ def test_stalled_camera_counts_as_lost_after_frame_timeout(tmp_path):
     d.run(max_frames=10)
     assert d.stats.frames == 10 and d.camera_losses == 1
     assert any("no frame for 1 s" in t for t in reporters[0].texts)
+
+
+def test_reload_with_bad_source_spec_is_rejected_and_sequence_continues(tmp_path):
+    from edge.sources import open_source
+
+    def factory(c):
+        if c.source == "fake:list":
+            return ListSource([np.full((28, 28), 1, np.uint8)] * 400)
+        return open_source(c.source)
+    d, reporters, cfg = make_daemon(tmp_path, factory)
+
+    def bad_spec():
+        cfg.write_text(BASE.format(model="good.hbn", source="webcam0"))
+        d.request_reload()
+
+    def good_again():
+        cfg.write_text(BASE.format(model="good.hbn", source="fake:list"))
+        d.request_reload()
+    d.start()
+    d.source.hooks = {5: bad_spec, 10: good_again}
+    d.run(max_frames=20)
+    assert d.failed_reloads == 1 and d.reloads == 1
+    assert any("webcam0" in t for t in reporters[0].texts)
+    assert [r.sequence for r in reporters[0].results] == list(range(20))
+
+
+def test_real_model_and_real_bridge_in_process(tmp_path):
+    """Default factories: edge.Interpreter + firmware_bridge.open_reporter (pyserial loop://)."""
+    pytest.importorskip("edge.interpreter")
+    pytest.importorskip("firmware_bridge")
+    from edge.format import write_hbn
+    from edge.reference_model import random_lenet
+    graph, tensors = random_lenet()
+    write_hbn(str(tmp_path / "m.hbn"), graph, tensors)
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('[model]\npath = "m.hbn"\n[source]\nspec = "synthetic:60x80x3"\n'
+                   '[link]\nurl = "loop://"\nprotocol = "frames"\n')
+    d = Daemon(cfg, notifier=Recorder())
+    d.start()
+    reporter = d.reporter
+    assert d.run(max_frames=25) == 0
+    stats = reporter.stats()
+    assert stats["results_in"] == 25 and stats["results_sent"] + stats["drops"] == 25
+    assert d.reporter is None  # closed on shutdown
