@@ -115,3 +115,12 @@ def predict(graph: dict, tensors: Dict[str, np.ndarray], images: np.ndarray, bac
     runner = GraphRunner(graph, tensors, backend)
     x = preprocess(graph, images)
     return np.concatenate([runner.run(b).argmax(axis=1) for b in batches(x, batch_size)])
+
+
+def runtime_predict(hbn_path: str, images: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Top-1 classes of uint8 images through the on-board runtime (``edge.Interpreter`` on cy_kernels)."""
+    from edge.interpreter import Interpreter
+
+    interp = Interpreter(hbn_path, num_threads=threads)
+    return np.concatenate([interp.predict(np.ascontiguousarray(b)).argmax(axis=1)
+                           for b in batches(images, 1000)])
