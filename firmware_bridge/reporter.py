@@ -235,6 +235,9 @@ class Reporter:
                         self._write_timed_out()
                     except self._errors as exc:
                         self._link_down(exc, now)
+                    except Exception as exc:  # noqa: BLE001 - a bug must not silently end reporting
+                        log.exception("unexpected error on link %s; reopening it", self.url)
+                        self._link_down(exc, now)
                 idle = not self._tx and not self._sendable(now, stopping)
                 with self._cond:
                     self._idle = idle

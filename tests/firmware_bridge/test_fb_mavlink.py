@@ -251,11 +251,15 @@ def test_autopilot_heartbeat_marks_the_peer_alive_and_listener_sees_results(pty_
     assert all(m.get_signed() for m in seen)
 
 
-def test_wrong_key_at_the_autopilot_is_rejected_by_the_reporter(pty_pair, key_file, tmp_path):
-    other = tmp_path / "other.key"
-    other.write_bytes(bytes(32 * [9]))
-    os.chmod(other, 0o600)
-    listener = Listener(pty_pair.fc_port, "mavlink", signing_key_file=str(other), autopilot_heartbeat_hz=50).start()
+@pytest.mark.parametrize("autopilot_key", ["other", None])
+def test_wrong_key_or_unsigned_autopilot_is_rejected_by_the_reporter(pty_pair, key_file, tmp_path, autopilot_key):
+    other = None
+    if autopilot_key:
+        other = str(tmp_path / "other.key")
+        with open(other, "wb") as fh:
+            fh.write(bytes(32 * [9]))
+        os.chmod(other, 0o600)
+    listener = Listener(pty_pair.fc_port, "mavlink", signing_key_file=other, autopilot_heartbeat_hz=50).start()
     try:
         with open_reporter(pty_pair.url, "mavlink", signing_key_file=key_file) as rep:
             wait_until(lambda: rep.stats()["rx_bad_signatures"] >= 2, what="rejected heartbeats")
@@ -319,3 +323,45 @@ def test_listen_function_stops_on_event(pty_pair):
     with open_reporter(pty_pair.url, "mavlink"):
         stats = listen(pty_pair.fc_port, "mavlink", on_message, stop)
     assert seen and seen[0].get_type() == "HEARTBEAT" and stats["messages"] >= 1
+
+
+class SocketEnd:
+    """The SITL side of a socket:// link, readable like a port."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        conn.setblocking(False)
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self.conn.recv(size)
+        except BlockingIOError:
+            return b""
+
+
+def test_socket_url_for_sitl_delivers_and_reconnects():
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    url = "socket://127.0.0.1:%d" % server.getsockname()[1]
+    try:
+        with open_reporter(url, "mavlink", heartbeat=False, reconnect_min_s=0.02, reconnect_max_s=0.05) as rep:
+            conn, _ = server.accept()
+            first = FcReader(SocketEnd(conn), "mavlink")
+            rep.report(make_result(1))
+            rep.flush()
+            first.sync(rep)
+            conn.close()  # SITL restarts
+            wait_until(lambda: rep.stats()["reconnects"] == 1, what="reconnect to SITL")
+            conn, _ = server.accept()
+            second = FcReader(SocketEnd(conn), "mavlink")
+            second.nbytes = first.nbytes
+            rep.report(make_result(2))
+            rep.flush()
+            second.sync(rep)
+            conn.close()
+    finally:
+        server.close()
+    assert (first.sequences(), second.sequences()) == ([1], [2])
