@@ -142,3 +142,22 @@ def test_real_interpreter_on_the_bundled_clip_matches_the_reference(tmp_path):
     agree = np.mean([r.class_id == int(np.argmax(ref[i])) for i, r in enumerate(results)])
     assert agree >= 0.9  # binarized kernels may flip near-ties against the float reference
     assert results[0].label in graph["labels"] and len(results[0].topk) == 5
+
+
+def test_no_memory_growth_with_the_real_runtime(tmp_path):
+    path, _, _ = _real_model(tmp_path)
+    from edge.interpreter import Interpreter
+    loop = InferenceLoop(Interpreter(str(path)))
+    sink = FakeReporter()
+    sink.report = lambda r: None
+    clip = "models/fmnist-test-clip.npz"
+    loop.run(NpzSource(clip, loop=True).open(), reporter=sink, max_frames=300)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        stats = loop.run(NpzSource(clip, loop=True).open(), reporter=sink, max_frames=1500)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    growth = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert stats.frames == 1500 and growth < 64 * 1024, f"grew by {growth} bytes"
