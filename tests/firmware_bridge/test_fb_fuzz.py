@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import FrameDecoder, FrameError, encode_result, encode_status
+from firmware_bridge import FrameDecoder, encode_result, encode_status
 from firmware_bridge.mavlink import MavlinkEncoder, MavlinkParser
 
 from fb_helpers import make_result
