@@ -23,7 +23,9 @@ Runtime API
     ``signing_link_id``; ``queue_size`` (4); ``status_rate_hz`` (2),
     ``status_repeat_s`` (10); ``on_message`` (callback for inbound messages,
     run on the I/O thread); ``reconnect_min_s``/``reconnect_max_s`` (backoff
-    0.05 s doubling to 2 s). MAVLink-only options are refused for ``frames``.
+    0.05 s doubling to 2 s). Unknown options raise ``ConfigError``; with
+    ``frames``, signing and ``debug_vect`` are refused and the other MAVLink
+    options are ignored.
 
 ``Reporter``
     ``report(result) -> bool`` never blocks on I/O: it queues (bounded; when

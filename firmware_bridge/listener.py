@@ -32,12 +32,8 @@ class Listener:
                  signing_key_file: Optional[str] = None, autopilot_heartbeat_hz: float = 0.0,
                  reconnect: bool = True) -> None:
         key = load_signing_key(signing_key_file) if signing_key_file else None
-        if key is not None and protocol != "mavlink":
-            raise ConfigError(f"Expected signing_key_file only with protocol 'mavlink', got {protocol!r}")
-        if protocol == "mavlink":
-            self._proto = make_protocol(protocol, heartbeat=False, signing_key=key)
-        else:
-            self._proto = make_protocol(protocol)
+        # heartbeat=False: the listener's own encoder never sends; it only parses.
+        self._proto = make_protocol(protocol, heartbeat=False, signing_key=key)
         self.protocol = protocol
         self._parser = self._proto.new_parser()
         if isinstance(autopilot_heartbeat_hz, bool) or not isinstance(autopilot_heartbeat_hz, (int, float)) \
@@ -71,6 +67,7 @@ class Listener:
         out["messages"] = self._parser.messages
         out["errors"] = self._parser.errors
         out["bad_signatures"] = self._parser.bad_signatures
+        out["unknown"] = getattr(self._parser, "unknown", 0)
         return out
 
     def run(self, stop_event: Optional[threading.Event] = None, duration: Optional[float] = None,

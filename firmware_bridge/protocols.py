@@ -115,8 +115,22 @@ def _heartbeat_period(heartbeat: Any) -> Optional[float]:
     raise ConfigError(f"Expected heartbeat as True/False or a rate in (0, 50] Hz, got {heartbeat!r}")
 
 
+MAVLINK_OPTIONS = ("system_id", "component_id", "names", "heartbeat", "debug_vect", "signing_key_file",
+                   "signing_key", "signing_link_id")
+
+
 def make_protocol(protocol: str, clock: Callable[[], float] = time.monotonic, **options: Any):
-    """Build the protocol object; reject MAVLink-only options for ``frames``."""
+    """Build the protocol object.
+
+    Unknown option names are refused (a typo should not pass silently). For
+    ``frames``, signing and DEBUG_VECT are refused because they cannot be
+    honoured; the other MAVLink options are ignored, so one configuration can
+    serve both protocols.
+    """
+    unknown = sorted(set(options) - set(MAVLINK_OPTIONS))
+    if unknown:
+        raise ConfigError(f"Expected options among {', '.join(MAVLINK_OPTIONS)} (and the link options), "
+                          f"got {', '.join(map(repr, unknown))}")
     if protocol == "frames":
         for key in ("signing_key_file", "signing_key", "debug_vect"):
             if options.get(key):

@@ -15,6 +15,7 @@ import os
 import select
 import shutil
 import tempfile
+import time
 import tty
 from typing import Optional
 
@@ -36,15 +37,20 @@ class MasterPort:
         except BlockingIOError:
             return b""
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes, timeout: float = 1.0) -> int:
+        """Write ``data``; give up after ``timeout`` s if the other end stops reading. Returns bytes written."""
         view = memoryview(bytes(data))
+        deadline = time.monotonic() + timeout
         while view:
-            select.select([], [self.fileno()], [], 1.0)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            select.select([], [self.fileno()], [], left)
             try:
                 view = view[os.write(self.fileno(), view):]
             except BlockingIOError:
                 continue
-        return len(data)
+        return len(data) - len(view)
 
     def close(self) -> None:
         if self._fd is not None:

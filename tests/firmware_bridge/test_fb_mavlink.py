@@ -108,6 +108,7 @@ def test_names_ids_and_rate_are_configurable(pty_pair, fake_clock):
     (dict(rate_hz=0), "rate_hz"),
     (dict(queue_size=0), "queue_size"),
     (dict(baudrate="fast"), "baudrate"),
+    (dict(sistem_id=3), "options among"),
 ])
 def test_bad_options_are_refused(options, fragment):
     with pytest.raises(ConfigError) as info:
@@ -302,6 +303,11 @@ def test_on_message_errors_do_not_kill_the_link():
         rep.report(make_result(1))
         wait_until(lambda: rep.stats()["callback_errors"] >= 1, what="callback error")
         assert rep.stats()["link_up"]
+
+
+def test_frames_ignores_mavlink_identity_options():
+    with open_reporter("loop://", "frames", system_id=7, names=["A"], heartbeat=True) as rep:
+        assert rep.protocol == "frames"
 
 
 def test_signing_key_is_refused_for_frames(key_file):
