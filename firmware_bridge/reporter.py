@@ -8,6 +8,7 @@ texts are kept across an outage (bounded) and sent after reconnecting.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -114,6 +115,8 @@ class Reporter(LinkLoop):
         """Queue ``result``; return False if it was dropped because the link is down."""
         if not isinstance(result, InferenceResult):
             raise InvalidResultError(f"Expected an InferenceResult, got {type(result).__name__}")
+        # A validated copy: the I/O thread encodes it later, after the caller may have reused the object.
+        result = dataclasses.replace(result)
         with self._lock:
             if self._closed:
                 raise BridgeError("Expected an open reporter, got one that is closed")

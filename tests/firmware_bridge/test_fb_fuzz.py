@@ -13,7 +13,7 @@ from firmware_bridge.mavlink import MavlinkEncoder, MavlinkParser
 
 from fb_helpers import make_result
 
-FUZZ = settings(max_examples=2500, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=1500, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 FRAMES = [encode_result(make_result(i, topk=[(i, 0.5)] * (i % 5))) for i in range(6)] + \

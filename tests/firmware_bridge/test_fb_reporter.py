@@ -167,6 +167,10 @@ def test_misuse_is_reported_clearly():
     rep = open_reporter("loop://", "frames")
     with pytest.raises(InvalidResultError, match="Expected an InferenceResult"):
         rep.report({"class_id": 1})
+    tampered = make_result(1)
+    tampered.class_id = -5  # mutated after construction: caught at report(), not on the I/O thread
+    with pytest.raises(InvalidResultError, match="class_id in 0..65535"):
+        rep.report(tampered)
     with pytest.raises(InvalidResultError, match="severity"):
         rep.status_text("x", "loud")
     with pytest.raises(InvalidResultError, match="non-empty status text"):
