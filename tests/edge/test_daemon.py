@@ -384,3 +384,17 @@ def test_real_model_and_real_bridge_in_process(tmp_path):
     stats = reporter.stats()
     assert stats["results_in"] == 25 and stats["results_sent"] + stats["drops"] == 25
     assert d.reporter is None  # closed on shutdown
+
+
+def test_absent_flight_controller_does_not_stop_the_daemon(tmp_path):
+    pytest.importorskip("firmware_bridge")
+    (tmp_path / "good.hbn").write_text("good")
+    cfg = tmp_path / "d.toml"
+    cfg.write_text(f'[model]\npath = "good.hbn"\n[source]\nspec = "synthetic:28x28"\n'
+                   f'[link]\nurl = "{tmp_path / "ttyNOPE"}"\n')
+    d = Daemon(cfg, interpreter_factory=interpreter_factory, notifier=Recorder())
+    d.start()
+    reporter = d.reporter
+    assert d.run(max_frames=10) == 0 and d.stats.frames == 10
+    stats = reporter.stats()
+    assert stats["results_in"] == 10 and stats["results_sent"] == 0 and not stats["link_up"]
