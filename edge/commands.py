@@ -109,10 +109,11 @@ def _on_signals(signals, handler=None) -> dict:
     return {s: signal.signal(s, h) for s, h in pairs}
 
 
-def format_result(result) -> str:
-    top = ", ".join(f"{cid}:{conf:.2f}" for cid, conf in result.topk)
-    return (f"#{result.sequence:<5d} {result.label or result.class_id!s:<12} {result.confidence:.3f}  "
-            f"top[{top}]  {result.latency_ms:.3f} ms")
+def format_result(result, labels=()) -> str:
+    name = lambda c: labels[c] if 0 <= c < len(labels) else str(c)  # noqa: E731
+    top = ", ".join(f"{name(cid)} {conf:.2f}" for cid, conf in result.topk)
+    return (f"#{result.sequence:<5d} {name(result.class_id):<12} {result.confidence:.3f}  "
+            f"top: {top}  {result.latency_ms:.3f} ms")
 
 
 def cmd_infer(args) -> int:
@@ -137,7 +138,7 @@ def cmd_infer(args) -> int:
                               "confidence": round(result.confidence, 5), "latency_ms": round(result.latency_ms, 4),
                               "topk": [[c, round(p, 5)] for c, p in result.topk], "truth": frame.label}))
         elif not args.quiet:
-            print(format_result(result))
+            print(format_result(result, loop.labels))
 
     def on_status(stats):
         sys.stderr.write(("\r" + stats.status_line() + "\033[K") if tty else stats.status_line() + "\n")
