@@ -34,3 +34,9 @@ vectors: build
 
 clean:
 	rm -rf build dist *.egg-info cy_kernels/_xhbnn.c cy_kernels/*.so
+
+# The test suite on emulated ARM (QEMU user mode, no board needed; docs/DEPLOY.md). CI runs aarch64.
+.PHONY: test-arm
+test-arm: $(STAMP)
+	HBNN_BUILD_PYTHON=$(PY) scripts/qemu-test aarch64
+	HBNN_BUILD_PYTHON=$(PY) scripts/qemu-test armv7

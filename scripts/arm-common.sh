@@ -146,12 +146,12 @@ sysconfigdata_dir() {
 }
 
 host_python() {
-    local py="${PYTHON:-}"
+    local py="${HBNN_BUILD_PYTHON:-}"
     if [ -z "$py" ]; then
         if [ -x "$REPO/.venv/bin/python" ]; then py="$REPO/.venv/bin/python"; else py=python3; fi
     fi
     "$py" -c "import sys; assert sys.version_info[:2] == (3, 11)" 2>/dev/null \
-        || die "Expected a Python $TARGET_PY on the build machine (PYTHON=...), got '$py'"
+        || die "Expected a Python $TARGET_PY on the build machine (HBNN_BUILD_PYTHON=...), got '$py'"
     "$py" -c "import Cython, setuptools, wheel" 2>/dev/null \
         || die "Expected Cython>=3.0, setuptools and wheel in $py ($py -m pip install Cython setuptools wheel)"
     echo "$py"
