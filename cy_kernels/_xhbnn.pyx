@@ -55,6 +55,15 @@ cdef extern from "xhbnn.h":
         float *out
         int64_t ldo
         hbnn_epilogue ep
+    ctypedef struct hbnn_dense_args:
+        const float *f
+        int64_t m
+        int64_t k
+        const float *wpanel
+        int64_t n
+        float *out
+        int64_t ldo
+        hbnn_epilogue ep
     ctypedef struct hbnn_backend:
         const char *name
     int HBNN_ROW_WORDS
@@ -62,6 +71,7 @@ cdef extern from "xhbnn.h":
     const hbnn_backend *hbnn_select_backend(int force_portable) nogil
     void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads) nogil
     void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads) nogil
+    void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads) nogil
     void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
                         const float *in_scale, const float *in_bias, int64_t seg,
                         uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L,
@@ -97,7 +107,7 @@ def _use_backend(bint force_portable):
 
 def pack_rows_blocks(rows, int64_t beta, int L):
     """Test hook: the activation packer with block scales (one float per L-bit block)."""
-    cdef float[:, ::1] x = rows
+    cdef const float[:, ::1] x = rows
     cdef int64_t r = x.shape[0], k = x.shape[1]
     cdef int64_t seg = _seg(beta, k)
     cdef int64_t nw = (k + 63) // 64
@@ -113,7 +123,7 @@ def pack_rows_blocks(rows, int64_t beta, int L):
 
 cdef inline const float *_fptr(object a):
     """Pointer to a float32 C-contiguous array's data, or NULL for None."""
-    cdef float[::1] v
+    cdef const float[::1] v
     if a is None:
         return NULL
     v = a.reshape(-1)
@@ -129,7 +139,7 @@ cdef inline int64_t _seg(int64_t beta, int64_t n):
 
 def pack_rows(rows, int64_t beta):
     """Canonical packing of float rows (O, K): bits (O, ceil(K/64)) and per-segment scales."""
-    cdef float[:, ::1] x = rows
+    cdef const float[:, ::1] x = rows
     cdef int64_t o = x.shape[0], k = x.shape[1]
     cdef int64_t seg = _seg(beta, k)
     bits = np.empty((o, (k + 63) // 64), dtype=np.uint64)
@@ -202,6 +212,15 @@ def _dequantized(pw):
     return np.where(neg, -sc, sc).astype(np.float32)
 
 
+def _dense_panel(wmat):
+    """Float weights (O, K) -> panels of 16 filters, (ceil(O/16), K, 16), zero past O."""
+    o, k = wmat.shape
+    npan = (o + 15) // 16
+    padded = np.zeros((npan * 16, k), dtype=np.float32)
+    padded[:o] = wmat
+    return np.ascontiguousarray(padded.reshape(npan, 16, k).transpose(0, 2, 1))
+
+
 cdef class ConvPlan:
     """Everything one conv/linear call shape needs, allocated once."""
     cdef public str path
@@ -209,7 +228,7 @@ cdef class ConvPlan:
     cdef int64_t b, h, w, c, o, kh, kw, stride, pad, oh, ow, p
     cdef int64_t seg_a, seg_w, L, wc, pix_blk, row_words, row_blk, kpad, k
     cdef int binarize_acts
-    cdef object wbits, wscales, lens, abits, ascales, img_bits, img_scales, cols, acts, wfloat_t, direct
+    cdef object wbits, wscales, lens, abits, ascales, img_bits, img_scales, cols, acts, wpanel, direct
     cdef object pw_bits, pw_scales
 
     def __init__(self, pw, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad):
@@ -239,14 +258,14 @@ cdef class ConvPlan:
             elif self.seg_a <= self.seg_w:
                 self._plan_sign(pw, True)   # activations have the short segments: make them floats
             else:
-                self.wfloat_t = np.ascontiguousarray(_dequantized(pw).T)
+                self.wpanel = _dense_panel(_dequantized(pw))
                 self._plan_float(None, True)
 
     def _plan_float(self, pw, bint binarize_acts):
         self.path = "float"
         self.binarize_acts = binarize_acts
         if pw is not None:
-            self.wfloat_t = np.ascontiguousarray(pw.dense.reshape(self.o, -1).T)
+            self.wpanel = _dense_panel(pw.dense.reshape(self.o, -1))
         self.cols = np.empty((self.p, self.k), dtype=np.float32)
         if binarize_acts:
             self.acts = np.empty((self.b, self.h, self.w, self.c), dtype=np.float32)
@@ -285,7 +304,7 @@ cdef class ConvPlan:
 
     cdef object _float_input(self, x, ins, inb):
         """The float activations the im2col reads, and whether it must still apply the affine."""
-        cdef float[:, :, :, ::1] xv = x
+        cdef const float[:, :, :, ::1] xv = x
         cdef float[:, :, :, ::1] av
         if not self.binarize_acts:
             return x, True
@@ -298,7 +317,7 @@ cdef class ConvPlan:
         return self.acts, False
 
     cdef void _float_cols(self, src, bint affine, ins, inb, int64_t row_len, int threads):
-        cdef float[:, :, :, ::1] sv = src
+        cdef const float[:, :, :, ::1] sv = src
         cdef float[:, ::1] cv = self.cols
         cdef const float *s = _fptr(ins) if affine else NULL
         cdef const float *bias = _fptr(inb) if affine else NULL
@@ -306,23 +325,32 @@ cdef class ConvPlan:
             hbnn_im2col_float(&sv[0, 0, 0, 0], self.b, self.h, self.w, self.c, s, bias, self.kh, self.kw,
                               self.stride, self.pad, self.oh, self.ow, &cv[0, 0], row_len, threads)
 
-    def _run_float(self, x, ins, inb, outs, outb, relu, result, int threads):
+    def _run_float(self, x, ins, inb, outs, outb, bint relu, result, int threads):
+        cdef hbnn_dense_args g
+        cdef float[:, ::1] cv
+        cdef const float[:, :, ::1] wv = self.wpanel
+        cdef float[::1] ov = result.reshape(-1)
         src, affine = self._float_input(x, ins, inb)
         self._float_cols(src, affine, ins, inb, self.k, threads)
-        out2d = result.reshape(self.p, self.o)
-        np.matmul(self.cols, self.wfloat_t, out=out2d)
-        if outs is not None:
-            np.multiply(out2d, outs, out=out2d)
-        if outb is not None:
-            np.add(out2d, outb, out=out2d)
-        if relu:
-            np.maximum(out2d, 0, out=out2d)
+        cv = self.cols
+        g.f = &cv[0, 0]
+        g.m = self.p
+        g.k = self.k
+        g.wpanel = &wv[0, 0, 0]
+        g.n = self.o
+        g.out = &ov[0]
+        g.ldo = self.o
+        g.ep.scale = _fptr(outs)
+        g.ep.bias = _fptr(outb)
+        g.ep.relu = relu
+        with nogil:
+            hbnn_dense_gemm(_backend, &g, threads)
 
     def _run_sign(self, x, ins, inb, outs, outb, bint relu, result, int threads):
         cdef hbnn_sign_args g
         cdef float[:, ::1] cv
-        cdef uint64_t[:, ::1] bv = self.pw_bits
-        cdef float[:, ::1] sv = self.pw_scales
+        cdef const uint64_t[:, ::1] bv = self.pw_bits
+        cdef const float[:, ::1] sv = self.pw_scales
         cdef float[::1] ov = result.reshape(-1)
         src, affine = self._float_input(x, ins, inb)
         self._float_cols(src, affine, ins, inb, self.kpad, threads)
@@ -347,7 +375,7 @@ cdef class ConvPlan:
 
     def _run_xor(self, x, ins, inb, outs, outb, bint relu, result, int threads):
         cdef hbnn_xor_args g
-        cdef float[:, :, :, ::1] xv = x
+        cdef const float[:, :, :, ::1] xv = x
         cdef uint64_t[:, ::1] abits = self.abits
         cdef float[:, ::1] ascales = self.ascales
         cdef uint64_t[:, :, :, ::1] ib

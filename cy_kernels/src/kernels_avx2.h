@@ -254,6 +254,46 @@ HBNN_AVX2 static void hbnn_sign_gemm_avx2(const hbnn_sign_args *g, int64_t i0, i
     }
 }
 
+/* ---- float GEMM (full-precision layers): same lane layout as the sign GEMM, FMA per element ---- */
+
+HBNN_AVX2_INLINE void hbnn_avx2_dense_rows(const hbnn_dense_args *g, const float *w, const int MR, int64_t i,
+                                           int64_t j, int64_t nf)
+{
+    const float *f[3];
+    __m256 acc[3][2];
+    for (int r = 0; r < MR; r++) {
+        f[r] = g->f + (i + r) * g->k;
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    }
+    for (int64_t k = 0; k < g->k; k++) {
+        const __m256 w0 = _mm256_loadu_ps(w + k * HBNN_PANEL), w1 = _mm256_loadu_ps(w + k * HBNN_PANEL + 8);
+        for (int r = 0; r < MR; r++) {
+            const __m256 v = _mm256_broadcast_ss(f[r] + k);
+            acc[r][0] = _mm256_fmadd_ps(v, w0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(v, w1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float tmp[HBNN_PANEL];
+        _mm256_storeu_ps(tmp, acc[r][0]);
+        _mm256_storeu_ps(tmp + 8, acc[r][1]);
+        float *out = g->out + (i + r) * g->ldo + j;
+        for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(&g->ep, j + c, tmp[c]);
+    }
+}
+
+HBNN_AVX2 static void hbnn_dense_gemm_avx2(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    for (int64_t j = j0; j < j1; j += HBNN_PANEL) {
+        const int64_t nf = j + HBNN_PANEL < j1 ? HBNN_PANEL : j1 - j;
+        const float *w = g->wpanel + (j / HBNN_PANEL) * g->k * HBNN_PANEL;
+        int64_t i = i0;
+        for (; i + 2 < i1; i += 3) hbnn_avx2_dense_rows(g, w, 3, i, j, nf);
+        if (i1 - i == 2) hbnn_avx2_dense_rows(g, w, 2, i, j, nf);
+        else if (i1 - i == 1) hbnn_avx2_dense_rows(g, w, 1, i, j, nf);
+    }
+}
+
 /* ---- fused binarize + pack --------------------------------------------------------------------- */
 
 HBNN_AVX2 static void hbnn_pack_rows_avx2(const float *x, int64_t rows, int64_t n, int64_t xstride,

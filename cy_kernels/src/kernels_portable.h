@@ -76,6 +76,19 @@ static void hbnn_sign_gemm_portable(const hbnn_sign_args *g, int64_t i0, int64_t
     }
 }
 
+static void hbnn_dense_gemm_portable(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        const float *f = g->f + i * g->k;
+        for (int64_t j = j0; j < j1; j++) {
+            const float *w = g->wpanel + (j / HBNN_PANEL) * g->k * HBNN_PANEL + j % HBNN_PANEL;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < g->k; k++) acc += f[k] * w[k * HBNN_PANEL];
+            g->out[i * g->ldo + j] = hbnn_apply_epilogue(&g->ep, j, acc);
+        }
+    }
+}
+
 /* The element after the optional affine; kept as a separate multiply and add (no FMA contraction:
  * -std=c99) so the result is exactly numpy's x * s + b. */
 static inline float hbnn_affine(const float *row, const float *in_scale, const float *in_bias, int64_t j)

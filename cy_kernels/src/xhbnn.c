@@ -23,16 +23,23 @@
 #endif
 
 static const hbnn_backend portable_backend = {
-    "portable", hbnn_xor_gemm_portable, hbnn_sign_gemm_portable, hbnn_pack_rows_portable};
+    "portable", hbnn_xor_gemm_portable, hbnn_sign_gemm_portable, hbnn_pack_rows_portable,
+    hbnn_dense_gemm_portable};
 
 #ifdef HBNN_HAVE_AVX2
 static const hbnn_backend avx2_backend = {
-    "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2};
+    "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2};
 #endif
 
 #ifdef HBNN_HAVE_NEON
 static const hbnn_backend neon_backend = {
-    "neon", hbnn_xor_gemm_neon, hbnn_sign_gemm_neon, hbnn_pack_rows_neon};
+    "neon", hbnn_xor_gemm_neon, hbnn_sign_gemm_neon, hbnn_pack_rows_neon,
+#ifdef HBNN_NEON_HAS_DENSE
+    hbnn_dense_gemm_neon
+#else
+    hbnn_dense_gemm_portable
+#endif
+};
 #endif
 
 const hbnn_backend *hbnn_portable_backend(void) { return &portable_backend; }
@@ -50,6 +57,12 @@ const hbnn_backend *hbnn_select_backend(int force_portable)
 #endif
     return &portable_backend;
 }
+
+/* Below these many multiply-accumulates a parallel region costs more than it saves (thread wake-up,
+ * and on a loaded board a barrier can wait a whole scheduler tick for a descheduled thread). */
+#define HBNN_MIN_PARALLEL_BINARY_MACS (INT64_C(8) << 20)
+#define HBNN_MIN_PARALLEL_FLOAT_MACS (INT64_C(2) << 20)
+#define HBNN_MIN_PARALLEL_BYTES (INT64_C(256) << 10)
 
 static int hbnn_threads(int threads)
 {
@@ -73,7 +86,8 @@ void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads)
     const int nt = hbnn_threads(threads);
     (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1 && total > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) \
+    if (nt > 1 && total > 1 && g->m * g->n * g->kwords * 64 >= HBNN_MIN_PARALLEL_BINARY_MACS)
 #endif
     for (int64_t t = 0; t < total; t++) {
         const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
@@ -98,7 +112,7 @@ void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads
     const int nt = hbnn_threads(threads);
     (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1 && total > 1)
+#pragma omp parallel num_threads(nt) if (nt > 1 && total > 1 && g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS)
 #endif
     {
         float *scratch = (float *)malloc((size_t)hbnn_sign_scratch_floats(g) * sizeof(float) + 64);
@@ -130,6 +144,25 @@ void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads
     }
 }
 
+void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads)
+{
+    const int64_t ti = (g->m + HBNN_SIGN_TILE_M - 1) / HBNN_SIGN_TILE_M;
+    const int64_t tj = (g->n + HBNN_PANEL - 1) / HBNN_PANEL;
+    const int64_t total = ti * tj;
+    const int nt = hbnn_threads(threads);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) \
+    if (nt > 1 && total > 1 && g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS)
+#endif
+    for (int64_t t = 0; t < total; t++) {
+        const int64_t i0 = (t / tj) * HBNN_SIGN_TILE_M, j0 = (t % tj) * HBNN_PANEL;
+        const int64_t i1 = i0 + HBNN_SIGN_TILE_M < g->m ? i0 + HBNN_SIGN_TILE_M : g->m;
+        const int64_t j1 = j0 + HBNN_PANEL < g->n ? j0 + HBNN_PANEL : g->n;
+        be->dense_gemm(g, i0, i1, j0, j1);
+    }
+}
+
 void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
                     const float *in_scale, const float *in_bias, int64_t seg,
                     uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L, int threads)
@@ -139,7 +172,8 @@ void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_
     const int64_t nchunks = (rows + chunk - 1) / chunk;
     (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && nchunks > 1)
+#pragma omp parallel for schedule(static) num_threads(nt) \
+    if (nt > 1 && nchunks > 1 && rows * n * 4 >= HBNN_MIN_PARALLEL_BYTES)
 #endif
     for (int64_t c = 0; c < nchunks; c++) {
         const int64_t r0 = c * chunk;
@@ -159,10 +193,12 @@ void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t
     const int nt = hbnn_threads(threads);
     (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && rows > 256)
+#pragma omp parallel for schedule(static) num_threads(nt) \
+    if (nt > 1 && rows * row_words * 8 >= HBNN_MIN_PARALLEL_BYTES)
 #endif
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t b = r / (oh * ow), y = (r / ow) % oh, x = r % ow;
+    for (int64_t by = 0; by < batch * oh; by++)
+    for (int64_t x = 0; x < ow; x++) {
+        const int64_t b = by / oh, y = by % oh, r = by * ow + x;
         uint64_t *drow = dst_bits + r * row_words;
         float *srow = dst_scales + r * row_blk;
         for (int64_t ky = 0; ky < kh; ky++) {
@@ -186,25 +222,39 @@ void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int6
     const int nt = hbnn_threads(threads);
     (void)nt;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && rows > 256)
+#pragma omp parallel for schedule(static) num_threads(nt) \
+    if (nt > 1 && rows * row_len * 4 >= HBNN_MIN_PARALLEL_BYTES)
 #endif
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t b = r / (oh * ow), oy = (r / ow) % oh, ox = r % ow;
+    for (int64_t by = 0; by < batch * oh; by++)
+    for (int64_t ox = 0; ox < ow; ox++) {
+        const int64_t b = by / oh, oy = by % oh, r = by * ow + ox;
         float *drow = dst + r * row_len;
         int64_t k = 0;
         for (int64_t ky = 0; ky < kh; ky++) {
             const int64_t iy = oy * stride + ky - pad;
+            const int64_t ix0 = ox * stride - pad;
+            if (iy < 0 || iy >= h) {
+                /* padding after the affine: exact 0 */
+                for (int64_t t = 0; t < kw * c; t++) drow[k + t] = 0.0f;
+                k += kw * c;
+                continue;
+            }
+            const float *src = x + ((b * h + iy) * w) * c;
+            if (!affine && ix0 >= 0 && ix0 + kw <= w) {
+                /* the whole kernel row is inside the image: kw * c contiguous floats */
+                const float *s0 = src + ix0 * c;
+                for (int64_t t = 0; t < kw * c; t++) drow[k + t] = s0[t];
+                k += kw * c;
+                continue;
+            }
             for (int64_t kx = 0; kx < kw; kx++, k += c) {
-                const int64_t ix = ox * stride + kx - pad;
-                if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-                    memset(drow + k, 0, (size_t)c * sizeof(float));  /* padding after the affine: exact 0 */
-                    continue;
-                }
-                const float *src = x + ((b * h + iy) * w + ix) * c;
-                if (!affine) {
-                    memcpy(drow + k, src, (size_t)c * sizeof(float));
+                const int64_t ix = ix0 + kx;
+                if (ix < 0 || ix >= w) {
+                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = 0.0f;
+                } else if (!affine) {
+                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = src[ix * c + ch];
                 } else {
-                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = hbnn_affine(src, in_scale, in_bias, ch);
+                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = hbnn_affine(src + ix * c, in_scale, in_bias, ch);
                 }
             }
         }

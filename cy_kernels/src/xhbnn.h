@@ -62,7 +62,23 @@ typedef struct {
     hbnn_epilogue ep;
 } hbnn_sign_args;
 
-/* One backend = these three functions.
+/* Float GEMM for full-precision layers: out[i][j] = sum_k f[i][k] * w[j][k], with the weights
+ * pre-arranged once per layer in panels of 16 filters: wpanel[(j / 16) * k * 16 + kk * 16 + j % 16]
+ * (zero for filters past n). */
+typedef struct {
+    const float *f;       /* m rows x k floats */
+    int64_t m;
+    int64_t k;
+    const float *wpanel;  /* ceil(n / 16) panels x k x 16 */
+    int64_t n;
+    float *out;           /* out[i * ldo + j] */
+    int64_t ldo;
+    hbnn_epilogue ep;
+} hbnn_dense_args;
+
+#define HBNN_PANEL 16
+
+/* One backend = these functions.
  * xor_gemm / sign_gemm compute the output tile rows [i0, i1) x columns [j0, j1); `scratch` is a
  * 32-byte aligned per-thread buffer of hbnn_sign_scratch_floats(args) = 16 * (kpad + nseg) + 16 floats
  * (sign GEMM only), enough for 16 filters' expanded signs and scales.
@@ -75,6 +91,7 @@ typedef struct {
 typedef void (*hbnn_xor_gemm_fn)(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
 typedef void (*hbnn_sign_gemm_fn)(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                                   float *scratch);
+typedef void (*hbnn_dense_gemm_fn)(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
 typedef void (*hbnn_pack_rows_fn)(const float *x, int64_t rows, int64_t n, int64_t xstride,
                                   const float *in_scale, const float *in_bias, int64_t seg,
                                   uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L);
@@ -84,6 +101,7 @@ typedef struct {
     hbnn_xor_gemm_fn xor_gemm;
     hbnn_sign_gemm_fn sign_gemm;
     hbnn_pack_rows_fn pack_rows;
+    hbnn_dense_gemm_fn dense_gemm;  /* j0 is a multiple of HBNN_PANEL */
 } hbnn_backend;
 
 /* Entry points used by the Cython front end (xhbnn.c). */
@@ -92,6 +110,7 @@ const hbnn_backend *hbnn_portable_backend(void);
 int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g);
 void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads);
 void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads);
+void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads);
 void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
                     const float *in_scale, const float *in_bias, int64_t seg,
                     uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L, int threads);

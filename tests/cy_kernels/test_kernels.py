@@ -229,3 +229,22 @@ def test_backend_name():
     assert math.isinf(math.inf)  # beta may be math.inf
     x, w = rand((2, 70)), rand((3, 70))
     np.testing.assert_array_equal(ck.hbnn_linear(x, w, math.inf, None), ck.hbnn_linear(x, w, None, None))
+
+
+def test_read_only_inputs_are_accepted(backend):
+    """Weights mapped read-only from a model file and frozen inputs must work on every path."""
+    w = rand((4, 3, 3, 16), 101)
+    pw = ck.pack_weights(w, 16)
+    frozen = ck.PackedWeights.from_packed(pw.bits.copy(), pw.scales.copy(), w.shape, 16)
+    frozen.bits.flags.writeable = False
+    frozen.scales.flags.writeable = False
+    x = rand((1, 5, 5, 16), 102)
+    x.flags.writeable = False
+    s = np.ones(16, np.float32)
+    s.flags.writeable = False
+    for ba in (16, 1, 2):
+        out = ck.hbnn_conv2d(x, frozen, 16, ba, padding=1, in_scale=s)
+        assert_close(out, ref.hbnn_conv2d(x, w, 16, ba, padding=1), conv_magnitude(x, w, 16, ba, 1, 1))
+    dense = ck.pack_weights(w, 1)
+    dense.dense.flags.writeable = False
+    assert_close(ck.hbnn_conv2d(x, dense, 1, 1), ref.hbnn_conv2d(x, w, 1, 1), conv_magnitude(x, w, 1, 1, 1, 0))
