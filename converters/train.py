@@ -156,8 +156,12 @@ def train(opts: TrainOptions) -> dict:
     model = build_model(opts.arch, opts.beta_w, opts.beta_a, opts.layer_betas).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     start_epoch, history = 0, []
-    if opts.resume and os.path.exists(os.path.join(opts.out, ckpt.CONFIG)):
+    has_ckpt = os.path.exists(os.path.join(opts.out, ckpt.CONFIG))
+    if opts.resume and has_ckpt:
         start_epoch, history = _resume_state(opts, model, optimizer)
+    elif has_ckpt:
+        raise ConfigError(f"Expected -o to name a new directory, got {opts.out} which holds a checkpoint "
+                          f"(pass --resume to continue it)")
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

@@ -63,6 +63,13 @@ def test_resume_refuses_other_betas(fake_fmnist, tmp_path):
         train(_opts(d, tmp_path / "r", epochs=2, beta_w=4, beta_a=4, resume=True))
 
 
+def test_existing_checkpoint_needs_resume(fake_fmnist, tmp_path):
+    d, _ = fake_fmnist
+    train(_opts(d, tmp_path / "r", epochs=1))
+    with pytest.raises(ConfigError, match="--resume"):
+        train(_opts(d, tmp_path / "r", epochs=1))
+
+
 def test_interrupted_save_is_detected(fake_fmnist, tmp_path):
     d, _ = fake_fmnist
     train(_opts(d, tmp_path / "r", epochs=1))
