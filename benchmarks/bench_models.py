@@ -8,7 +8,8 @@ Every engine runs the same network built from the same PyTorch definition
 * ONNX Runtime: ``torch.onnx.export`` of the float PyTorch model (+ softmax), NCHW input.
 * LiteRT (ai-edge-litert, XNNPACK) float32 and int8, tflite-runtime 2.14 float32: the exported float
   graph rebuilt as a Keras-free ``tf.function`` of ``tf.nn`` ops with the same arrays and converted
-  with ``tf.lite.TFLiteConverter`` (int8: full-integer kernels, float I/O, calibrated on 64 inputs).
+  with ``tf.lite.TFLiteConverter`` (int8: full-integer kernels, float I/O, calibrated on 64 inputs;
+  "int8 dyn-range": int8 weights with float activations, for reference).
 
 Peers need numpy<2, so they run in a separate venv (``--peer-python``, default ``.venv-bench``)::
 
@@ -171,6 +172,7 @@ def run_arch(arch, args, work, rows, log):
         log(f"  converted with tensorflow {info['tensorflow']}")
         models["fp32"] = work / f"{arch}-tflite" / "fp32.tflite"
         models["int8"] = work / f"{arch}-tflite" / "int8.tflite"
+        models["dynamic"] = work / f"{arch}-tflite" / "dynamic.tflite"
     except Exception as exc:  # report and carry on with the other peers
         log(f"  TFLite conversion failed: {exc}")
     try:
@@ -179,6 +181,7 @@ def run_arch(arch, args, work, rows, log):
     except Exception as exc:
         log(f"  ONNX export failed: {exc}")
     plan = [("litert", "fp32", "float32", "nhwc"), ("litert", "int8", "int8", "nhwc"),
+            ("litert", "dynamic", "int8 dyn-range", "nhwc"),
             ("tflite", "fp32", "float32", "nhwc"), ("onnxruntime", "onnx", "float32", "nchw")]
     for runtime, key, precision, layout in plan:
         if key not in models:

@@ -3,8 +3,8 @@
     peer_worker.py tflite GRAPH.json TENSORS.npz OUT_DIR [CALIB.npy]
         Rebuild the exported graph (the same float weights the PyTorch model holds, BN
         folded by converters.export) as a Keras-free TensorFlow function of tf.nn ops, and
-        convert it to OUT_DIR/fp32.tflite and OUT_DIR/int8.tflite (full-integer kernels,
-        float input/output, calibrated on CALIB.npy or on the input).
+        convert it to OUT_DIR/fp32.tflite, OUT_DIR/int8.tflite (full-integer kernels, float
+        input/output, calibrated on CALIB.npy) and OUT_DIR/dynamic.tflite (int8 weights only).
     peer_worker.py run RUNTIME MODEL INPUT.npy THREADS RUNS MAX_SECONDS
         RUNTIME: litert | tflite | onnxruntime. Prints one JSON line: latency stats and output.
 
@@ -94,6 +94,12 @@ def cmd_tflite(graph_path, tensors_path, out_dir, calib_path=None):
     def representative():
         for i in range(len(calib)):
             yield [calib[i:i + 1]]
+    # Dynamic-range quantization: int8 weights, float activations (what Optimize.DEFAULT gives
+    # without calibration data; reported separately from full-integer int8).
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    with open(os.path.join(out_dir, "dynamic.tflite"), "wb") as fh:
+        fh.write(conv.convert())
     conv = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
