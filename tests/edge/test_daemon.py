@@ -398,3 +398,23 @@ def test_absent_flight_controller_does_not_stop_the_daemon(tmp_path):
     assert d.run(max_frames=10) == 0 and d.stats.frames == 10
     stats = reporter.stats()
     assert stats["results_in"] == 10 and stats["results_sent"] == 0 and not stats["link_up"]
+
+
+def test_logging_levels_and_journald_priorities(monkeypatch):
+    import io
+    import logging
+
+    from edge.daemon import setup_logging
+    buf = io.StringIO()
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    setup_logging("warning", stream=buf)
+    log = logging.getLogger("hbnn.daemon")
+    log.info("hidden")
+    log.warning("camera lost")
+    log.error("reload rejected")
+    assert buf.getvalue().splitlines() == ["<4>hbnn.daemon: camera lost", "<3>hbnn.daemon: reload rejected"]
+    monkeypatch.delenv("JOURNAL_STREAM")
+    buf = io.StringIO()
+    setup_logging("debug", stream=buf)
+    log.debug("frame")
+    assert buf.getvalue().rstrip().endswith("DEBUG hbnn.daemon: frame")
