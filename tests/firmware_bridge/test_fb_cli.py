@@ -116,3 +116,19 @@ def test_bad_arguments_give_one_line_errors(argv, fragment, capsys):
     assert run_cli(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("hbnn: error: Expected") and fragment in err and err.count("\n") == 1
+
+
+def test_listener_on_a_url_reconnects_after_unplug(pty_pair):
+    seen = []
+    listener = Listener(pty_pair.url, "frames", seen.append).start()
+    try:
+        feed = lambda seq: pty_pair.fc_port.write(encode_result(make_result(seq)))  # noqa: E731
+        wait_until(lambda: feed(1) is not None and any(m.sequence == 1 for m in seen), what="first result")
+        pty_pair.unplug()
+        pty_pair.replug()
+        wait_until(lambda: listener.stats()["reconnects"] == 1, what="listener reconnect")
+        wait_until(lambda: feed(2) is not None and any(m.sequence == 2 for m in seen), what="result after replug")
+    finally:
+        stats = listener.stop()
+    assert stats["link_errors"] == 1 and stats["reconnects"] == 1
+    assert {m.sequence for m in seen} == {1, 2}
