@@ -145,3 +145,19 @@ def test_c_and_python_decoders_agree_on_random_streams(harness):
     kinds = {line[0] for line in c_lines}
     assert kinds == {"R", "S", "E"}  # the stream exercised all three outcomes
     assert len(c_lines) > 2000
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no ARM cross compiler")
+def test_decoder_fits_a_cortex_m0(tmp_path):
+    """Cross-compile a UART hook for Cortex-M0 (-Os): small flash, RAM and stack."""
+    obj = tmp_path / "m0.o"
+    res = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m0", "-mthumb", "-Os", *STRICT[:-1], "-fstack-usage",
+                          "-I", HEADER_DIR, "-c", os.path.join(HERE, "c_cortex_m.c"), "-o", str(obj)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    size = subprocess.run(["arm-none-eabi-size", str(obj)], capture_output=True, text=True, check=True)
+    text, data, bss = map(int, size.stdout.splitlines()[1].split()[:3])
+    assert text < 1024 and data == 0 and bss < 128
+    stack = {line.split()[0].rsplit(":", 1)[-1]: int(line.split()[1])
+             for line in (tmp_path / "m0.su").read_text().splitlines()}
+    assert stack["uart_rx"] < 256
