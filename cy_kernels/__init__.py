@@ -11,7 +11,12 @@ Public functional API (float in, float out; packing is internal)::
 ``in_scale``/``in_bias`` (per input channel, applied before activation binarization:
 a folded BatchNorm), ``out_scale``/``out_bias`` (per output channel), ``relu`` and
 ``out`` (a preallocated float32 result). ``cy_kernels.reference`` is the ground truth.
-"""
-from .api import PackedWeights, backend_name, hbnn_conv2d, hbnn_linear, pack_weights
 
-__all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights"]
+For per-frame use, ``prepare_conv2d`` / ``prepare_linear`` validate once and return a
+callable bound to one input shape with every buffer allocated (``op(x, out)``).
+"""
+from .api import (PackedWeights, backend_name, hbnn_conv2d, hbnn_linear, pack_weights, prepare_conv2d,
+                  prepare_linear)
+
+__all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
+           "prepare_linear"]

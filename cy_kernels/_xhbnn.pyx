@@ -460,3 +460,45 @@ def linear(x, pw, int64_t beta_a, int threads, ins, inb, outs, outb, bint relu, 
     m, k = x.shape
     # a dense layer is a 1x1 conv over M one-pixel images of K channels
     _run(pw, x.reshape(m, 1, 1, k), (m, 1, 1, k), beta_a, 1, 0, threads, ins, inb, outs, outb, relu, result)
+
+
+cdef class PreparedOp:
+    """One conv/linear bound to its weights, input shape, epilogue and buffers.
+
+    Built by cy_kernels.prepare_conv2d / prepare_linear after full validation; a call only
+    checks that x and out are the expected float32 C-contiguous arrays, then runs. Not
+    thread-safe: give each thread its own PreparedOp.
+    """
+    cdef ConvPlan plan
+    cdef readonly tuple input_shape
+    cdef readonly tuple output_shape
+    cdef tuple conv_shape
+    cdef object ins, inb, outs, outb
+    cdef bint relu
+    cdef int threads
+
+    def __init__(self, pw, tuple input_shape, tuple conv_shape, tuple output_shape, int64_t beta_a,
+                 int64_t stride, int64_t padding, int threads, ins, inb, outs, outb, bint relu):
+        self.plan = ConvPlan(pw, conv_shape, beta_a, stride, padding)
+        self.input_shape, self.conv_shape, self.output_shape = input_shape, conv_shape, output_shape
+        self.threads = threads
+        self.ins, self.inb, self.outs, self.outb, self.relu = ins, inb, outs, outb, relu
+
+    @property
+    def path(self):
+        """Which kernel path runs: "xor", "sign" or "float"."""
+        return self.plan.path
+
+    def __call__(self, x, out=None):
+        if type(x) is not np.ndarray or x.dtype != np.float32 or x.shape != self.input_shape \
+                or not x.flags.c_contiguous:
+            raise ValueError(f"Expected x as a C-contiguous float32 array of shape {self.input_shape}, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+        if out is None:
+            out = np.empty(self.output_shape, dtype=np.float32)
+        elif type(out) is not np.ndarray or out.dtype != np.float32 or out.shape != self.output_shape \
+                or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"Expected out as a writable C-contiguous float32 array of shape {self.output_shape}")
+        xin = x if self.conv_shape == self.input_shape else x.reshape(self.conv_shape)
+        self.plan.run(xin, self.ins, self.inb, self.outs, self.outb, self.relu, out, self.threads)
+        return out

@@ -5,7 +5,6 @@ what was expected; the compiled kernels (``_xhbnn``) then trust their inputs.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Optional, Tuple
 
@@ -224,8 +223,43 @@ def hbnn_conv2d(x: np.ndarray, w, beta_w: Beta, beta_a: Beta, stride: int = 1, p
     return result
 
 
+def prepare_conv2d(w, beta_w: Beta, beta_a: Beta, input_shape, stride: int = 1, padding: int = 0,
+                   threads: int = 1, *, in_scale=None, in_bias=None, out_scale=None, out_bias=None,
+                   relu: bool = False):
+    """Validate once and bind a conv to one input shape: returns a callable ``op(x, out=None)``.
+
+    Per call, the op only checks that ``x``/``out`` are float32 C-contiguous arrays of the bound
+    shapes; every buffer is allocated here. Use it for per-frame inference (the runtime does).
+    """
+    shape = tuple(int(s) for s in input_shape)
+    probe = np.zeros(shape, dtype=np.float32)
+    # run the public checks once on a zero input of the right shape (also builds nothing twice:
+    # the probe's plan lives on the PackedWeights cache, the op gets its own)
+    bw, ba = normalize_beta(beta_w, "beta_w"), normalize_beta(beta_a, "beta_a")
+    pw = _as_packed(w, bw, 4)
+    out = hbnn_conv2d(probe, pw, bw, ba, stride, padding, threads, in_scale=in_scale, in_bias=in_bias,
+                      out_scale=out_scale, out_bias=out_bias, relu=relu)
+    pw._prepared.clear()
+    return _ext.PreparedOp(pw, shape, shape, out.shape, -1 if ba is None else ba, int(stride), int(padding),
+                           _threads(threads), in_scale, in_bias, out_scale, out_bias, bool(relu))
+
+
+def prepare_linear(w, beta_w: Beta, beta_a: Beta, batch: int, threads: int = 1, *, in_scale=None,
+                   in_bias=None, out_scale=None, out_bias=None, relu: bool = False):
+    """Like prepare_conv2d for a dense layer with inputs of shape (batch, K)."""
+    bw, ba = normalize_beta(beta_w, "beta_w"), normalize_beta(beta_a, "beta_a")
+    pw = _as_packed(w, bw, 2)
+    shape = (int(batch), pw.row_length)
+    out = hbnn_linear(np.zeros(shape, dtype=np.float32), pw, bw, ba, threads, in_scale=in_scale,
+                      in_bias=in_bias, out_scale=out_scale, out_bias=out_bias, relu=relu)
+    pw._prepared.clear()
+    return _ext.PreparedOp(pw, shape, (shape[0], 1, 1, shape[1]), out.shape, -1 if ba is None else ba, 1, 0,
+                           _threads(threads), in_scale, in_bias, out_scale, out_bias, bool(relu))
+
+
 def force_portable() -> bool:
     return os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0")
 
 
-__all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "math"]
+__all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
+           "prepare_linear"]

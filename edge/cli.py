@@ -65,4 +65,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m edge.cli` runs this file as __main__; dispatch through the importable module so
+    # that handlers raising edge.cli.CommandError are caught by the same class
+    from edge.cli import main as _main
+
+    sys.exit(_main())

@@ -118,11 +118,12 @@ class _Plan:
                     (np.ascontiguousarray(pending[0], np.float32), np.ascontiguousarray(pending[1], np.float32))
                 bias = model.tensors[layer["bias"]] if layer["bias"] is not None else None
                 w, bw, ba = weights[layer["name"]], layer["beta_w"], layer["beta_a"]
+                extras = {"in_scale": ins, "in_bias": inb, "out_bias": bias, "relu": relu}
                 if kind == "conv2d":
-                    self.ops.append(_bind(K.hbnn_conv2d, (cur, w, bw, ba, layer["stride"], layer["padding"],
-                                                          threads), ins, inb, bias, relu, out))
+                    op = K.prepare_conv2d(w, bw, ba, cur.shape, layer["stride"], layer["padding"], threads, **extras)
                 else:
-                    self.ops.append(_bind(K.hbnn_linear, (cur, w, bw, ba, threads), ins, inb, bias, relu, out))
+                    op = K.prepare_linear(w, bw, ba, cur.shape[0], threads, **extras)
+                self.ops.append(_bind(op, cur, out))
                 cur, pending = out, None
             else:
                 if pending is not None:
@@ -154,11 +155,10 @@ class _Plan:
         return out
 
 
-def _bind(fn, args, ins, inb, bias, relu, out) -> Callable[[], None]:
-    kwargs = {"in_scale": ins, "in_bias": inb, "out_bias": bias, "relu": relu, "out": out}
-
+def _bind(op, x, out) -> Callable[[], None]:
+    """A prepared kernel (validated and allocated once) bound to its input and output buffers."""
     def run():
-        fn(*args, **kwargs)
+        op(x, out)
     return run
 
 

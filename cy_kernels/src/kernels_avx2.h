@@ -160,10 +160,13 @@ HBNN_AVX2 static void hbnn_xor_gemm_avx2(const hbnn_xor_args *g, int64_t i0, int
 }
 
 /* ---- sign GEMM: float rows against packed +-1 rows -------------------------------------------- */
-/* Lanes run over 8 filters: for each element k, one float of the activation row is broadcast and
- * added to 8 filters' segment sums with its sign flipped (XOR of the sign bit) where the filter's bit
- * is 1. One FMA per segment applies the 8 segment scales. The panel holds, for 16 filters, the sign
- * masks transposed to [k][16] and the scales to [segment][16] (zero for filters past the end). */
+/* Lanes run over filters: for each element k, one float of the activation row is broadcast and
+ * added to 16 filters' segment sums with its sign set by the filters' bits; one FMA per segment applies
+ * the 16 segment scales. The signed add is issued two ways to keep both of the CPU's FP port pairs busy:
+ * filters 0-7 by XOR of the sign bit + add, filters 8-15 by an FMA with +-1.0. Multiplying by +-1.0
+ * never rounds, so both are bit-identical to an add or a subtract (no scaling inside a segment).
+ * The panel holds, for 16 filters, [k][0..7] sign masks, [k][8..15] +-1.0, and the scales [segment][16]
+ * (zero for filters past the end). */
 
 #define HBNN_SIGN_NF 16
 
@@ -171,6 +174,7 @@ HBNN_AVX2_INLINE void hbnn_avx2_sign_panel(const hbnn_sign_args *g, int64_t j, i
 {
     float *sc = panel + g->k * HBNN_SIGN_NF;
     const __m256i signbit = _mm256_set1_epi32((int)0x80000000u);
+    const __m256i one = _mm256_castps_si256(_mm256_set1_ps(1.0f));
     for (int64_t w = 0; w < g->nwords; w++) {
         /* word w of the 16 filters, split in 32-bit halves, one filter per lane */
         uint32_t half[2][HBNN_SIGN_NF];
@@ -188,7 +192,8 @@ HBNN_AVX2_INLINE void hbnn_avx2_sign_panel(const hbnn_sign_args *g, int64_t j, i
                 /* bit b moved to the sign position of each lane */
                 const __m128i cnt = _mm_cvtsi32_si128(31 - b);
                 _mm256_store_si256((__m256i *)(panel + k * HBNN_SIGN_NF), _mm256_and_si256(_mm256_sll_epi32(lo, cnt), signbit));
-                _mm256_store_si256((__m256i *)(panel + k * HBNN_SIGN_NF + 8), _mm256_and_si256(_mm256_sll_epi32(hi, cnt), signbit));
+                _mm256_store_si256((__m256i *)(panel + k * HBNN_SIGN_NF + 8),
+                                   _mm256_or_si256(_mm256_and_si256(_mm256_sll_epi32(hi, cnt), signbit), one));
             }
         }
     }
@@ -214,7 +219,7 @@ HBNN_AVX2_INLINE void hbnn_avx2_sign_rows(const hbnn_sign_args *g, const float *
             for (int r = 0; r < MR; r++) {
                 const __m256 v = _mm256_broadcast_ss(f[r] + k0);
                 sacc[r][0] = _mm256_xor_ps(v, m0);
-                sacc[r][1] = _mm256_xor_ps(v, m1);
+                sacc[r][1] = _mm256_mul_ps(v, m1);
             }
         }
         for (int64_t k = k0 + 1; k < k1; k++) {
@@ -223,7 +228,7 @@ HBNN_AVX2_INLINE void hbnn_avx2_sign_rows(const hbnn_sign_args *g, const float *
             for (int r = 0; r < MR; r++) {
                 const __m256 v = _mm256_broadcast_ss(f[r] + k);
                 sacc[r][0] = _mm256_add_ps(sacc[r][0], _mm256_xor_ps(v, m0));
-                sacc[r][1] = _mm256_add_ps(sacc[r][1], _mm256_xor_ps(v, m1));
+                sacc[r][1] = _mm256_fmadd_ps(v, m1, sacc[r][1]);
             }
         }
         const __m256 s0 = _mm256_load_ps(sc + s * HBNN_SIGN_NF), s1 = _mm256_load_ps(sc + s * HBNN_SIGN_NF + 8);

@@ -248,3 +248,26 @@ def test_read_only_inputs_are_accepted(backend):
     dense = ck.pack_weights(w, 1)
     dense.dense.flags.writeable = False
     assert_close(ck.hbnn_conv2d(x, dense, 1, 1), ref.hbnn_conv2d(x, w, 1, 1), conv_magnitude(x, w, 1, 1, 1, 0))
+
+
+@pytest.mark.parametrize("bw,ba", [(16, 16), (16, 1), (1, 1), (16, 2), (None, None)])
+def test_prepared_ops_match_one_shot_calls(backend, bw, ba):
+    w = rand((6, 3, 3, 24), 111)
+    ins, outb = rand((24,), 112), rand((6,), 113)
+    op = ck.prepare_conv2d(w, bw, ba, (1, 7, 7, 24), stride=2, padding=1, in_scale=ins, out_bias=outb, relu=True)
+    assert op.output_shape == (1, 4, 4, 6)
+    out = np.empty(op.output_shape, np.float32)
+    for seed in range(3):
+        x = rand((1, 7, 7, 24), 120 + seed)
+        assert op(x, out) is out
+        np.testing.assert_array_equal(out, ck.hbnn_conv2d(x, w, bw, ba, stride=2, padding=1, in_scale=ins,
+                                                          out_bias=outb, relu=True))
+    lin = ck.prepare_linear(w.reshape(6, -1), bw, ba, batch=2)
+    x = rand((2, 216), 130)
+    np.testing.assert_array_equal(lin(x), ck.hbnn_linear(x, w.reshape(6, -1), bw, ba))
+    with pytest.raises(ValueError, match="shape"):
+        op(rand((1, 7, 7, 23)))
+    with pytest.raises(ValueError, match="out"):
+        op(rand((1, 7, 7, 24)), np.empty((1, 4, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="C=24"):
+        ck.prepare_conv2d(w, bw, ba, (1, 7, 7, 3))

@@ -141,8 +141,9 @@ def test_num_threads_reaches_the_kernels(tmp_path, monkeypatch):
             return fn(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(cy_kernels, "hbnn_conv2d", spy(cy_kernels.hbnn_conv2d))
-    monkeypatch.setattr(cy_kernels, "hbnn_linear", spy(cy_kernels.hbnn_linear))
+    # the runtime validates and binds each layer once, through the prepare_* entry points
+    monkeypatch.setattr(cy_kernels, "prepare_conv2d", spy(cy_kernels.prepare_conv2d))
+    monkeypatch.setattr(cy_kernels, "prepare_linear", spy(cy_kernels.prepare_linear))
     it = Interpreter(_save(tmp_path, *random_lenet(16, 2)), num_threads=3)
     it.invoke()
     assert seen == [3, 3, 3, 3]
