@@ -168,117 +168,156 @@ static void hbnn_xor_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i1, i
 }
 
 /* ---- sign GEMM: float rows against packed +-1 rows -------------------------------------------- */
+/* Lanes run over filters, as in the AVX2 backend: for each element k, one float of the activation row is
+ * broadcast, its sign bit flipped (XOR) where a filter's bit is 1, and added to 16 filters' segment sums
+ * (4 vectors); one multiply-add per segment applies the 16 segment scales. The panel (scratch) holds the
+ * sign masks transposed to [k][16] and the scales to [segment][16] (zero for filters past the end). Any
+ * segment length works, so there is no separate path for short segments. */
 
-/* Panel of one packed row: a float sign mask (0x80000000 where the bit is 1) per element. */
-HBNN_NEON_INLINE void hbnn_neon_sign_masks(const uint64_t *bits, int64_t kpad, float *panel)
+#define HBNN_NEON_NF 16
+/* Rows per register tile: 2 x 4 running sums + 2 x 4 accumulators fit aarch64's 32 vector registers;
+ * armv7 has 16, so one row at a time there. */
+#if defined(__aarch64__)
+#define HBNN_NEON_SIGN_MR 2
+#else
+#define HBNN_NEON_SIGN_MR 1
+#endif
+
+static void hbnn_neon_sign_panel(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel)
 {
-    static const uint32_t sel_lo[4] = {1, 2, 4, 8}, sel_hi[4] = {16, 32, 64, 128};
-    const uint32x4_t lo = vld1q_u32(sel_lo), hi = vld1q_u32(sel_hi);
+    float *sc = panel + g->k * HBNN_NEON_NF;
     const uint32x4_t signbit = vdupq_n_u32(0x80000000u);
-    for (int64_t k = 0; k < kpad; k += 8) {
-        const uint32x4_t byte = vdupq_n_u32((uint32_t)((bits[k >> 6] >> (k & 63)) & 0xff));
-        vst1q_u32((uint32_t *)(panel + k), vandq_u32(vtstq_u32(byte, lo), signbit));
-        vst1q_u32((uint32_t *)(panel + k + 4), vandq_u32(vtstq_u32(byte, hi), signbit));
-    }
-}
-
-/* Panel of one packed row dequantized: +-scale per element (segments shorter than a vector). */
-static inline void hbnn_neon_sign_dequant(const hbnn_sign_args *g, int64_t j, float *panel)
-{
-    const uint64_t *bits = g->bits + j * g->nwords;
-    const float *sc = g->scales + j * g->nseg;
-    for (int64_t k = 0; k < g->kpad; k++) {
-        if (k >= g->k) {
-            panel[k] = 0.0f;
-            continue;
+    for (int64_t w = 0; w < g->nwords; w++) {
+        /* word w of the 16 filters, split in 32-bit halves, one filter per lane */
+        uint32_t half[2][HBNN_NEON_NF];
+        for (int64_t f = 0; f < HBNN_NEON_NF; f++) {
+            const uint64_t word = f < nf ? g->bits[(j + f) * g->nwords + w] : 0;
+            half[0][f] = (uint32_t)word;
+            half[1][f] = (uint32_t)(word >> 32);
         }
-        const float s = sc[k / g->seg];
-        panel[k] = ((bits[k >> 6] >> (k & 63)) & 1) ? -s : s;
+        for (int h = 0; h < 2; h++) {
+            uint32x4_t v[4];
+            for (int q = 0; q < 4; q++) v[q] = vld1q_u32(half[h] + 4 * q);
+            for (int b = 0; b < 32; b++) {
+                const int64_t k = w * 64 + h * 32 + b;
+                if (k >= g->k) break;
+                /* bit b moved to the sign position of each lane */
+                const int32x4_t cnt = vdupq_n_s32(31 - b);
+                for (int q = 0; q < 4; q++)
+                    vst1q_u32((uint32_t *)(panel + k * HBNN_NEON_NF + 4 * q), vandq_u32(vshlq_u32(v[q], cnt), signbit));
+            }
+        }
+    }
+    for (int64_t s = 0; s < g->nseg; s++)
+        for (int64_t f = 0; f < HBNN_NEON_NF; f++)
+            sc[s * HBNN_NEON_NF + f] = f < nf ? g->scales[(j + f) * g->nseg + s] : 0.0f;
+}
+
+/* Store MR rows x 16 lane accumulators through the epilogue (nf real filters). */
+HBNN_NEON_INLINE void hbnn_neon_store_rows(const hbnn_epilogue *ep, float *out0, int64_t ldo, const int MR,
+                                           float32x4_t acc[][4], int64_t j, int64_t nf)
+{
+    for (int r = 0; r < MR; r++) {
+        float tmp[HBNN_NEON_NF];
+        for (int q = 0; q < 4; q++) vst1q_f32(tmp + 4 * q, acc[r][q]);
+        float *out = out0 + r * ldo;
+        for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(ep, j + c, tmp[c]);
     }
 }
 
-/* MR float rows x NR panels; segments are whole vectors (seg % 4 == 0) or one segment per row. */
-HBNN_NEON_INLINE void hbnn_neon_sign_tile(const hbnn_sign_args *g, const float *panel, const int MR,
-                                          const int NR, int64_t i, int64_t j)
+/* MR rows x 16 filters, one segment at a time. */
+HBNN_NEON_INLINE void hbnn_neon_sign_rows(const hbnn_sign_args *g, const float *panel, const int MR, int64_t i,
+                                          int64_t j, int64_t nf)
 {
-    const float32x4_t zero = vdupq_n_f32(0.0f);
-    float32x4_t acc[2][2] = {{zero, zero}, {zero, zero}};
-    const float *f[2] = {NULL, NULL};
-    for (int r = 0; r < MR; r++) f[r] = g->f + (i + r) * g->kpad;
-    const int64_t nvec = g->kpad / 4;
-    const int64_t vps = g->nseg == 1 ? nvec : g->seg / 4;  /* vectors per segment */
-    for (int64_t s = 0, v0 = 0; s < g->nseg; s++, v0 += vps) {
-        const int64_t v1 = v0 + vps < nvec ? v0 + vps : nvec;
-        float32x4_t sum[2][2] = {{zero, zero}, {zero, zero}};
-        for (int64_t v = v0; v < v1; v++) {
-            uint32x4_t vf[2], vm[2];
-            for (int r = 0; r < MR; r++) vf[r] = vreinterpretq_u32_f32(vld1q_f32(f[r] + 4 * v));
-            for (int c = 0; c < NR; c++) vm[c] = vld1q_u32((const uint32_t *)(panel + c * g->kpad + 4 * v));
+    const uint32_t *masks = (const uint32_t *)panel;
+    const float *sc = panel + g->k * HBNN_NEON_NF;
+    const float *f[HBNN_NEON_SIGN_MR];
+    float32x4_t acc[HBNN_NEON_SIGN_MR][4];
+    for (int r = 0; r < MR; r++) {
+        f[r] = g->f + (i + r) * g->kpad;
+        for (int q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
+    }
+    for (int64_t s = 0; s < g->nseg; s++) {
+        const int64_t k0 = s * g->seg, k1 = k0 + g->seg < g->k ? k0 + g->seg : g->k;
+        float32x4_t sacc[HBNN_NEON_SIGN_MR][4];
+        for (int r = 0; r < MR; r++) {
+            const uint32x4_t v = vreinterpretq_u32_f32(vdupq_n_f32(f[r][k0]));
+            for (int q = 0; q < 4; q++)
+                sacc[r][q] = vreinterpretq_f32_u32(veorq_u32(v, vld1q_u32(masks + k0 * HBNN_NEON_NF + 4 * q)));
+        }
+        for (int64_t k = k0 + 1; k < k1; k++) {
             /* flipping the sign bit is the subtract: adds only inside a segment */
-            for (int r = 0; r < MR; r++)
-                for (int c = 0; c < NR; c++)
-                    sum[r][c] = vaddq_f32(sum[r][c], vreinterpretq_f32_u32(veorq_u32(vf[r], vm[c])));
+            uint32x4_t m[4];
+            for (int q = 0; q < 4; q++) m[q] = vld1q_u32(masks + k * HBNN_NEON_NF + 4 * q);
+            for (int r = 0; r < MR; r++) {
+                const uint32x4_t v = vreinterpretq_u32_f32(vdupq_n_f32(f[r][k]));
+                for (int q = 0; q < 4; q++)
+                    sacc[r][q] = vaddq_f32(sacc[r][q], vreinterpretq_f32_u32(veorq_u32(v, m[q])));
+            }
         }
-        for (int c = 0; c < NR; c++) {
-            const float32x4_t sc = vdupq_n_f32(g->scales[(j + c) * g->nseg + s]);
-            for (int r = 0; r < MR; r++) acc[r][c] = hbnn_neon_fma(acc[r][c], sc, sum[r][c]);
+        for (int q = 0; q < 4; q++) {
+            const float32x4_t scale = vld1q_f32(sc + s * HBNN_NEON_NF + 4 * q);
+            for (int r = 0; r < MR; r++) acc[r][q] = hbnn_neon_fma(acc[r][q], scale, sacc[r][q]);
         }
     }
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NR; c++)
-            g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, hbnn_neon_hsum(acc[r][c]));
+    hbnn_neon_store_rows(&g->ep, g->out + i * g->ldo + j, g->ldo, MR, acc, j, nf);
 }
-
-/* Dequantized panel: plain multiply-add per element (segments of 2, or not a multiple of 4). */
-HBNN_NEON_INLINE void hbnn_neon_dequant_tile(const hbnn_sign_args *g, const float *panel, const int MR,
-                                             const int NR, int64_t i, int64_t j)
-{
-    const float32x4_t zero = vdupq_n_f32(0.0f);
-    float32x4_t acc[2][2] = {{zero, zero}, {zero, zero}};
-    const float *f[2] = {NULL, NULL};
-    for (int r = 0; r < MR; r++) f[r] = g->f + (i + r) * g->kpad;
-    for (int64_t k = 0; k < g->kpad; k += 4) {
-        float32x4_t vf[2], vw[2];
-        for (int r = 0; r < MR; r++) vf[r] = vld1q_f32(f[r] + k);
-        for (int c = 0; c < NR; c++) vw[c] = vld1q_f32(panel + c * g->kpad + k);
-        for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++) acc[r][c] = hbnn_neon_fma(acc[r][c], vf[r], vw[c]);
-    }
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NR; c++)
-            g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, hbnn_neon_hsum(acc[r][c]));
-}
-
-#define HBNN_NEON_SIGN_ROWS(TILE, NRc)                                               \
-    do {                                                                             \
-        int64_t i = i0;                                                              \
-        for (; i + 1 < i1; i += 2) TILE(g, panel, 2, NRc, i, j);                     \
-        if (i < i1) TILE(g, panel, 1, NRc, i, j);                                    \
-    } while (0)
 
 static void hbnn_sign_gemm_neon(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                                 float *panel)
 {
-    if (panel == NULL || g->kpad % 8 != 0) {
+    if (panel == NULL) {
         hbnn_sign_gemm_portable(g, i0, i1, j0, j1, NULL);
         return;
     }
-    const int masks = g->nseg == 1 || g->seg % 4 == 0;
-    for (int64_t j = j0; j < j1; j += 2) {
-        const int nr = j + 1 < j1 ? 2 : 1;
-        for (int c = 0; c < nr; c++) {
-            if (masks)
-                hbnn_neon_sign_masks(g->bits + (j + c) * g->nwords, g->kpad, panel + c * g->kpad);
-            else
-                hbnn_neon_sign_dequant(g, j + c, panel + c * g->kpad);
+    for (int64_t j = j0; j < j1; j += HBNN_NEON_NF) {
+        const int64_t nf = j + HBNN_NEON_NF < j1 ? HBNN_NEON_NF : j1 - j;
+        hbnn_neon_sign_panel(g, j, nf, panel);
+        int64_t i = i0;
+#if HBNN_NEON_SIGN_MR == 2
+        for (; i + 1 < i1; i += 2) hbnn_neon_sign_rows(g, panel, 2, i, j, nf);
+#endif
+        for (; i < i1; i++) hbnn_neon_sign_rows(g, panel, 1, i, j, nf);
+    }
+}
+
+/* ---- float GEMM (full-precision layers): same lane layout, multiply-add per element ------------- */
+
+#define HBNN_NEON_HAS_DENSE 1
+
+HBNN_NEON_INLINE void hbnn_neon_dense_rows(const hbnn_dense_args *g, const float *w, const int MR, int64_t i,
+                                           int64_t j, int64_t nf)
+{
+    const float *f[HBNN_NEON_SIGN_MR];
+    float32x4_t acc[HBNN_NEON_SIGN_MR][4];
+    for (int r = 0; r < MR; r++) {
+        f[r] = g->f + (i + r) * g->k;
+        for (int q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
+    }
+    for (int64_t k = 0; k < g->k; k++) {
+        float32x4_t wv[4];
+        for (int q = 0; q < 4; q++) wv[q] = vld1q_f32(w + k * HBNN_PANEL + 4 * q);
+        for (int r = 0; r < MR; r++) {
+            const float32x4_t v = vdupq_n_f32(f[r][k]);
+            for (int q = 0; q < 4; q++) acc[r][q] = hbnn_neon_fma(acc[r][q], v, wv[q]);
         }
-        if (masks) {
-            if (nr == 2) HBNN_NEON_SIGN_ROWS(hbnn_neon_sign_tile, 2);
-            else HBNN_NEON_SIGN_ROWS(hbnn_neon_sign_tile, 1);
-        } else {
-            if (nr == 2) HBNN_NEON_SIGN_ROWS(hbnn_neon_dequant_tile, 2);
-            else HBNN_NEON_SIGN_ROWS(hbnn_neon_dequant_tile, 1);
-        }
+    }
+    hbnn_neon_store_rows(&g->ep, g->out + i * g->ldo + j, g->ldo, MR, acc, j, nf);
+}
+
+static void hbnn_dense_gemm_neon(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+#if HBNN_PANEL != HBNN_NEON_NF
+#error "hbnn_dense_gemm_neon assumes panels of 16 filters"
+#endif
+    for (int64_t j = j0; j < j1; j += HBNN_PANEL) {
+        const int64_t nf = j + HBNN_PANEL < j1 ? HBNN_PANEL : j1 - j;
+        const float *w = g->wpanel + (j / HBNN_PANEL) * g->k * HBNN_PANEL;
+        int64_t i = i0;
+#if HBNN_NEON_SIGN_MR == 2
+        for (; i + 1 < i1; i += 2) hbnn_neon_dense_rows(g, w, 2, i, j, nf);
+#endif
+        for (; i < i1; i++) hbnn_neon_dense_rows(g, w, 1, i, j, nf);
     }
 }
 
