@@ -24,7 +24,7 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--source", required=True,
                    help="picamera2 | v4l2:/dev/videoN | gst:<pipeline> | video:FILE | images:DIR | "
                         "npz:FILE | synthetic[:HxW[xC]]")
-    p.add_argument("--link", help="send results to the autopilot/MCU, e.g. serial:/dev/ttyAMA0:921600")
+    p.add_argument("--link", help="send results to the autopilot/MCU, e.g. /dev/ttyAMA0?baudrate=921600")
     p.add_argument("--protocol", choices=("mavlink", "frames"), default="mavlink")
     p.add_argument("--json", action="store_true", help="one JSON object per result, summary last")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N results")

@@ -2,7 +2,7 @@
 
     [model]   path = "...hbn", threads = 1, topk = 3, crop = "center"
     [source]  spec = "v4l2:/dev/video0", loop = false, frame_timeout_s = 5
-    [link]    url = "serial:/dev/ttyAMA0:921600", protocol = "mavlink", [link.options] ...
+    [link]    url = "/dev/ttyAMA0?baudrate=921600", protocol = "mavlink", [link.options] ...
     [daemon]  log_level = "info", status_interval_s = 10, retry_initial_s = 0.5, retry_max_s = 30
 
 Only ``model.path`` and ``source.spec`` are required; ``[link]`` is optional (results are
