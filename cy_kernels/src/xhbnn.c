@@ -262,20 +262,42 @@ void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int6
     }
 }
 
+/* One row: scale * sign per segment. `tmp` holds the row after the affine (NULL: no affine). */
+static void hbnn_binarize_row(const float *row, int64_t n, int64_t seg, float *orow)
+{
+    if (seg == 2) {
+        /* the common short segment (beta_a = 2), written so the compiler vectorizes it */
+        int64_t j = 0;
+        for (; j + 1 < n; j += 2) {
+            const float a = row[j], b = row[j + 1];
+            const float sc = (float)(((double)fabsf(a) + (double)fabsf(b)) * 0.5);
+            orow[j] = a < 0.0f ? -sc : sc;
+            orow[j + 1] = b < 0.0f ? -sc : sc;
+        }
+        if (j < n) orow[j] = row[j] < 0.0f ? -fabsf(row[j]) : fabsf(row[j]);
+        return;
+    }
+    for (int64_t start = 0; start < n; start += seg) {
+        const int64_t end = start + seg < n ? start + seg : n;
+        double sum = 0.0;
+        for (int64_t j = start; j < end; j++) sum += fabs((double)row[j]);
+        const float sc = (float)(sum / (double)(end - start));
+        for (int64_t j = start; j < end; j++) orow[j] = row[j] < 0.0f ? -sc : sc;
+    }
+}
+
 void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *in_scale,
                          const float *in_bias, int64_t seg, float *out)
 {
-    const int64_t nseg = (n + seg - 1) / seg;
+    const int affine = in_scale != NULL || in_bias != NULL;
     for (int64_t r = 0; r < rows; r++) {
         const float *row = x + r * n;
         float *orow = out + r * n;
-        for (int64_t s = 0; s < nseg; s++) {
-            const int64_t start = s * seg;
-            const int64_t end = start + seg < n ? start + seg : n;
-            double sum = 0.0;
-            for (int64_t j = start; j < end; j++) sum += fabs((double)hbnn_affine(row, in_scale, in_bias, j));
-            const float sc = (float)(sum / (double)(end - start));
-            for (int64_t j = start; j < end; j++) orow[j] = hbnn_affine(row, in_scale, in_bias, j) < 0.0f ? -sc : sc;
+        if (affine) {
+            /* apply the affine in place in the output row first, then binarize it there */
+            for (int64_t j = 0; j < n; j++) orow[j] = hbnn_affine(row, in_scale, in_bias, j);
+            row = orow;
         }
+        hbnn_binarize_row(row, n, seg, orow);
     }
 }
