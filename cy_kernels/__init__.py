@@ -15,8 +15,17 @@ a folded BatchNorm), ``out_scale``/``out_bias`` (per output channel), ``relu`` a
 For per-frame use, ``prepare_conv2d`` / ``prepare_linear`` validate once and return a
 callable bound to one input shape with every buffer allocated (``op(x, out)``).
 """
-from .api import (PackedWeights, backend_name, hbnn_conv2d, hbnn_linear, pack_weights, prepare_conv2d,
-                  prepare_linear)
+import os as _os
+
+# Idle OpenMP workers sleep instead of spinning. A spinning worker on a board that also runs the
+# camera, the MAVLink link and other services turned a 2 ms conv into 12 ms (measured here under
+# load); sleeping costs a few microseconds of wake-up per parallel region, and small layers run on
+# one thread anyway. libgomp reads this once, when the extension loads it: set your own value
+# before importing cy_kernels to override.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .api import (  # noqa: E402
+    PackedWeights, backend_name, hbnn_conv2d, hbnn_linear, pack_weights, prepare_conv2d, prepare_linear)
 
 __all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
            "prepare_linear"]
