@@ -74,93 +74,85 @@ static int hbnn_threads(int threads)
 #endif
 }
 
-/* Tiles: 32 rows of A (patches) x 64 rows of B (filters); consecutive tiles share the A block. */
+/* One output tile [i0, i1) x [j0, j1) of a GEMM; `scratch` is this thread's buffer (may be NULL). */
+typedef void (*hbnn_tile_fn)(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
+                             int64_t j1, float *scratch);
+
+/* Split an m x n output into tm x tn tiles and run them, on `threads` OpenMP threads when `parallel`.
+ * Each tile is computed by one thread in a fixed order, so results do not depend on the thread count.
+ * Each thread gets `scratch_floats` floats of 32-byte aligned scratch (none when 0). */
+static void hbnn_run_tiles(const hbnn_backend *be, const void *args, hbnn_tile_fn fn, int64_t m, int64_t n,
+                           int64_t tm, int64_t tn, int threads, int parallel, int64_t scratch_floats)
+{
+    const int64_t tj = (n + tn - 1) / tn;
+    const int64_t total = ((m + tm - 1) / tm) * tj;
+    const int nt = hbnn_threads(threads);
+    (void)nt;
+    (void)parallel;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1 && total > 1 && parallel)
+#endif
+    {
+        float *raw = scratch_floats ? (float *)malloc((size_t)scratch_floats * sizeof(float) + 64) : NULL;
+        float *scratch = raw ? (float *)(((uintptr_t)raw + 31) & ~(uintptr_t)31) : NULL;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t t = 0; t < total; t++) {
+            const int64_t i0 = (t / tj) * tm, j0 = (t % tj) * tn;
+            fn(be, args, i0, i0 + tm < m ? i0 + tm : m, j0, j0 + tn < n ? j0 + tn : n, scratch);
+        }
+        free(raw);
+    }
+}
+
+static void hbnn_xor_tile(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
+                          int64_t j1, float *scratch)
+{
+    (void)scratch;
+    be->xor_gemm((const hbnn_xor_args *)args, i0, i1, j0, j1);
+}
+
+static void hbnn_sign_tile(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
+                           int64_t j1, float *scratch)
+{
+    /* no scratch (out of memory for a few KB): the scratch-free portable loop */
+    if (scratch) be->sign_gemm((const hbnn_sign_args *)args, i0, i1, j0, j1, scratch);
+    else hbnn_sign_gemm_portable((const hbnn_sign_args *)args, i0, i1, j0, j1, NULL);
+}
+
+static void hbnn_dense_tile(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
+                            int64_t j1, float *scratch)
+{
+    (void)scratch;
+    be->dense_gemm((const hbnn_dense_args *)args, i0, i1, j0, j1);
+}
+
+/* xor GEMM tiles: 32 rows of A (patches) x 64 rows of B (filters); consecutive tiles share the A block.
+ * Sign and float GEMM tiles: 128 float rows (~0.5 MB at K = 1152, in L2) x 16 filters (one panel). */
 #define HBNN_TILE_M 32
 #define HBNN_TILE_N 64
+#define HBNN_PANEL_TILE_M 128
 
 void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads)
 {
-    const int64_t ti = (g->m + HBNN_TILE_M - 1) / HBNN_TILE_M;
-    const int64_t tj = (g->n + HBNN_TILE_N - 1) / HBNN_TILE_N;
-    const int64_t total = ti * tj;
-    const int nt = hbnn_threads(threads);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) \
-    if (nt > 1 && total > 1 && g->m * g->n * g->kwords * 64 >= HBNN_MIN_PARALLEL_BINARY_MACS)
-#endif
-    for (int64_t t = 0; t < total; t++) {
-        const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
-        const int64_t i1 = i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m;
-        const int64_t j1 = j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n;
-        be->xor_gemm(g, i0, i1, j0, j1);
-    }
+    hbnn_run_tiles(be, g, hbnn_xor_tile, g->m, g->n, HBNN_TILE_M, HBNN_TILE_N, threads,
+                   g->m * g->n * g->kwords * 64 >= HBNN_MIN_PARALLEL_BINARY_MACS, 0);
 }
 
 /* The sign GEMM expands 16 filters' sign bits and scales into a float panel per tile. */
 int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g) { return 16 * (g->kpad + g->nseg) + 16; }
 
-/* Sign GEMM tiles: 128 float rows (~0.5 MB at K = 1152, in L2) x 16 filters (one expanded panel). */
-#define HBNN_SIGN_TILE_M 128
-#define HBNN_SIGN_TILE_N 16
-
 void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads)
 {
-    const int64_t ti = (g->m + HBNN_SIGN_TILE_M - 1) / HBNN_SIGN_TILE_M;
-    const int64_t tj = (g->n + HBNN_SIGN_TILE_N - 1) / HBNN_SIGN_TILE_N;
-    const int64_t total = ti * tj;
-    const int nt = hbnn_threads(threads);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1 && total > 1 && g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS)
-#endif
-    {
-        float *scratch = (float *)malloc((size_t)hbnn_sign_scratch_floats(g) * sizeof(float) + 64);
-        if (scratch) {
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-            for (int64_t t = 0; t < total; t++) {
-                const int64_t i0 = (t / tj) * HBNN_SIGN_TILE_M, j0 = (t % tj) * HBNN_SIGN_TILE_N;
-                const int64_t i1 = i0 + HBNN_SIGN_TILE_M < g->m ? i0 + HBNN_SIGN_TILE_M : g->m;
-                const int64_t j1 = j0 + HBNN_SIGN_TILE_N < g->n ? j0 + HBNN_SIGN_TILE_N : g->n;
-                /* 32-byte aligned panel for the SIMD loads */
-                float *panel = (float *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
-                be->sign_gemm(g, i0, i1, j0, j1, panel);
-            }
-            free(scratch);
-        } else {
-            /* out of memory for a few KB: fall back to the scratch-free portable loop */
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-            for (int64_t t = 0; t < total; t++) {
-                const int64_t i0 = (t / tj) * HBNN_SIGN_TILE_M, j0 = (t % tj) * HBNN_SIGN_TILE_N;
-                const int64_t i1 = i0 + HBNN_SIGN_TILE_M < g->m ? i0 + HBNN_SIGN_TILE_M : g->m;
-                const int64_t j1 = j0 + HBNN_SIGN_TILE_N < g->n ? j0 + HBNN_SIGN_TILE_N : g->n;
-                hbnn_sign_gemm_portable(g, i0, i1, j0, j1, NULL);
-            }
-        }
-    }
+    hbnn_run_tiles(be, g, hbnn_sign_tile, g->m, g->n, HBNN_PANEL_TILE_M, HBNN_PANEL, threads,
+                   g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS, hbnn_sign_scratch_floats(g));
 }
 
 void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads)
 {
-    const int64_t ti = (g->m + HBNN_SIGN_TILE_M - 1) / HBNN_SIGN_TILE_M;
-    const int64_t tj = (g->n + HBNN_PANEL - 1) / HBNN_PANEL;
-    const int64_t total = ti * tj;
-    const int nt = hbnn_threads(threads);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) \
-    if (nt > 1 && total > 1 && g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS)
-#endif
-    for (int64_t t = 0; t < total; t++) {
-        const int64_t i0 = (t / tj) * HBNN_SIGN_TILE_M, j0 = (t % tj) * HBNN_PANEL;
-        const int64_t i1 = i0 + HBNN_SIGN_TILE_M < g->m ? i0 + HBNN_SIGN_TILE_M : g->m;
-        const int64_t j1 = j0 + HBNN_PANEL < g->n ? j0 + HBNN_PANEL : g->n;
-        be->dense_gemm(g, i0, i1, j0, j1);
-    }
+    hbnn_run_tiles(be, g, hbnn_dense_tile, g->m, g->n, HBNN_PANEL_TILE_M, HBNN_PANEL, threads,
+                   g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS, 0);
 }
 
 void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
