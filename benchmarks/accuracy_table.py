@@ -72,7 +72,7 @@ def run_variant(label: str, bw, ba, args) -> Dict[str, float]:
     t0 = time.time()
     config = train(TrainOptions(arch="lenet", beta_w=bw, beta_a=ba, epochs=args.epochs, batch_size=args.batch_size,
                                 lr=args.lr, seed=args.seed, data_dir=args.data, out=out, resume=True,
-                                threads=args.threads, progress=not args.no_progress))
+                                threads=args.threads, progress=not args.no_progress, augment=args.augment))
     hbn = os.path.join(out, "model.hbn")
     convert(out, hbn)
     images, labels = load_fashion_mnist(args.data, "test")
@@ -86,7 +86,7 @@ def run_variant(label: str, bw, ba, args) -> Dict[str, float]:
 def format_table(rows, args) -> str:
     lines = [START, "",
              f"LeNet on Fashion-MNIST, {args.epochs} epochs each (Adam, lr {args.lr} cosine, batch "
-             f"{args.batch_size}, seed {args.seed}, random flips). Accuracy on the {rows[0]['n']:,} test images through "
+             f"{args.batch_size}, seed {args.seed}, augmentation {args.augment}). Accuracy on the {rows[0]['n']:,} test images through "
              f"the runtime (`edge.Interpreter`, cy_kernels); size of the `.hbn` file; ratio = float32 LeNet "
              f"weights+biases (1,724,320 B) / file size.", "",
              "| model | inner (beta_w, beta_a) | top-1 runtime | top-1 PyTorch | runtime = PyTorch | bytes | ratio |",
@@ -141,7 +141,8 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
+    p.add_argument("--augment", default="flip-shift", choices=["none", "flip", "flip-shift"])
     p.add_argument("--data", default=DEFAULT_DATA_DIR)
     p.add_argument("--runs", default=os.path.join(ROOT, "build", "accuracy-runs"),
                    help="checkpoint directories (resumed if present)")
