@@ -115,8 +115,17 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
-def layer_correlations(model_path: str, data_dir: str, images: int = 1000) -> List[Tuple[str, float]]:
-    """(layer name, Pearson r) of float vs binarized pre-ReLU outputs, first ``images`` test images."""
+MODES = ("passes", "layer")
+
+
+def layer_correlations(model_path: str, data_dir: str, images: int = 1000,
+                       mode: str = "passes") -> List[Tuple[str, float]]:
+    """(layer name, Pearson r) of float vs binarized pre-ReLU outputs on the first ``images`` test images.
+
+    ``mode="passes"``: two whole forward passes (float weights and activations vs binarized), so
+    errors accumulate layer to layer. ``mode="layer"``: each layer's float and binarized products
+    on the *same* input (the binarized pass's), isolating that layer's approximation.
+    """
     import torch
 
     from .data import load_fashion_mnist
@@ -129,11 +138,15 @@ def layer_correlations(model_path: str, data_dir: str, images: int = 1000) -> Li
                           f"{model_path}")
     if images < 2:
         raise ConfigError(f"Expected --images >= 2, got {images}")
+    if mode not in MODES:
+        raise ConfigError(f"Expected a mode in {MODES}, got {mode!r}")
     model = load_model(model_path)
     if model.input_shape != (28, 28, 1):
         raise ConfigError(f"Expected a Fashion-MNIST model (28x28x1 input), got {model.arch}")
     img, _ = load_fashion_mnist(data_dir, "test")
     x = to_nchw(img[:images])
+    if mode == "layer":
+        return _same_input_correlations(model, x)
     runs = {}
     with torch.no_grad():
         for binarized in (False, True):
@@ -143,6 +156,33 @@ def layer_correlations(model_path: str, data_dir: str, images: int = 1000) -> Li
             runs[binarized] = taps
     set_binarized(model, True)
     return [(name, pearson(f.numpy(), b.numpy())) for (name, f), (_, b) in zip(runs[False], runs[True])]
+
+
+def _same_input_correlations(model, x) -> List[Tuple[str, float]]:
+    import torch
+
+    from .layers import HadaConv2d, HadaLinear
+
+    result = []
+
+    def hook(module, inputs, output, name):
+        module.binarized = False
+        try:
+            with torch.no_grad():
+                float_out = module.forward(inputs[0])  # .forward: no hooks, so no recursion
+        finally:
+            module.binarized = True
+        result.append((name, pearson(float_out.numpy(), output.numpy())))
+
+    handles = [m.register_forward_hook(lambda mod, i, o, name=name: hook(mod, i, o, name))
+               for name, m in model.layers.items() if isinstance(m, (HadaConv2d, HadaLinear))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return result
 
 
 def plot_correlations(result: List[Tuple[str, float]], out: str, title: str = "") -> None:

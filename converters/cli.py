@@ -93,6 +93,8 @@ def register(sub, bench_sub) -> None:
     c.add_argument("model", metavar="MODEL", help="training checkpoint directory")
     c.add_argument("--data", default=DEFAULT_DATA_DIR, metavar="DIR")
     c.add_argument("--images", type=int, default=1000, help="test images to use")
+    c.add_argument("--mode", choices=["passes", "layer"], default="passes",
+                   help="passes: float vs binarized forward passes; layer: each layer on the same input")
     c.add_argument("-o", "--out", default=None, metavar="PNG", help="plot file (needs matplotlib)")
     c.set_defaults(func=_handler(cmd_correlation))
 
@@ -157,10 +159,11 @@ def cmd_correlation(args) -> int:
     from . import analyze
 
     _need_matplotlib(args.out)
-    result = analyze.layer_correlations(args.model, args.data, images=args.images)
+    result = analyze.layer_correlations(args.model, args.data, images=args.images, mode=args.mode)
     for name, r in result:
         print(f"{name:8s} pearson r = {r:.4f}")
     if args.out:
-        analyze.plot_correlations(result, args.out, title=os.path.basename(os.path.normpath(args.model)))
+        analyze.plot_correlations(result, args.out,
+                                  title=f"{os.path.basename(os.path.normpath(args.model))} ({args.mode})")
         print(f"wrote {args.out}")
     return 0

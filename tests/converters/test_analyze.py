@@ -68,3 +68,6 @@ def test_correlation_of_a_trained_checkpoint(fake_fmnist, tmp_path):
     assert [n for n, _ in result] == ["conv1", "conv2", "fc1", "fc2"]
     assert result[0][1] == pytest.approx(1.0)  # the first layer is full precision in both passes
     assert all(-1.0 <= r <= 1.0 for _, r in result)
+    same_input = layer_correlations(str(tmp_path / "ck"), str(d), images=64, mode="layer")
+    assert [n for n, _ in same_input] == ["conv1", "conv2", "fc1", "fc2"]
+    assert same_input[0][1] == pytest.approx(1.0) and same_input[-1][1] == pytest.approx(1.0)
