@@ -37,9 +37,11 @@ set_target() {
     case "${1:-}" in
         aarch64|arm64)
             ARCH=aarch64; DEB_ARCH=arm64; TRIPLET=aarch64-linux-gnu; QEMU=qemu-aarch64-static
+            QEMU_CPU_MODEL=cortex-a53   # Pi 3 / Zero 2 W: plain ARMv8.0-A, the oldest 64-bit target
             WHEEL_PLAT=linux_aarch64; PIP_PLATS="linux_aarch64 manylinux2014_aarch64" ;;
         armv7|armv7l|armhf|arm)
             ARCH=armv7; DEB_ARCH=armhf; TRIPLET=arm-linux-gnueabihf; QEMU=qemu-arm-static
+            QEMU_CPU_MODEL=cortex-a7    # Pi 2 v1.1: the oldest NEON + VFPv4 target
             WHEEL_PLAT=linux_armv7l; PIP_PLATS="linux_armv7l manylinux2014_armv7l" ;;
         *) die "Expected a target aarch64 or armv7, got '${1:-}'" ;;
     esac
