@@ -33,6 +33,8 @@ def _handler(func):
             return func(args)
         except ConverterError as exc:
             raise CommandError(str(exc)) from None
+        except OSError as exc:  # unwritable output, full disk...: one line, not a traceback
+            raise CommandError(f"Expected a readable/writable path, got {type(exc).__name__}: {exc}") from None
         except ModuleNotFoundError as exc:
             if exc.name in ("torch", "tqdm"):
                 raise CommandError(f"Expected PyTorch for this command, got no module {exc.name!r} "
