@@ -295,3 +295,16 @@ def test_setup_arch_flags_enable_neon():
     assert flags("aarch64") == ["-march=armv8-a"]
     assert flags("armv7") == ["-march=armv7-a", "-mfpu=neon-vfpv4", "-mfloat-abi=hard"]
     assert flags("x86_64") == []  # AVX2 is chosen at run time, never baked in
+
+
+def test_arm_builds_select_neon():
+    """On a Pi, a Jetson or under scripts/qemu-test, the wheel must carry and pick the NEON kernels."""
+    import platform
+
+    if platform.machine() not in ("aarch64", "arm64", "armv7l", "armv8l"):
+        pytest.skip(f"not an ARM machine ({platform.machine()})")
+    if os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0"):
+        pytest.skip("HBNN_FORCE_PORTABLE is set")
+    import cy_kernels
+
+    assert cy_kernels.backend_name() == "neon"
