@@ -131,7 +131,12 @@ def train(opts: TrainOptions) -> dict:
     opts.validate()
     world, rank, local_rank = _dist_info()
     if opts.device:
-        device = torch.device(opts.device)
+        try:
+            device = torch.device(opts.device)
+        except RuntimeError:
+            raise ConfigError(f"Expected a torch device such as cpu, cuda or cuda:1, got {opts.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"Expected a CUDA GPU for --device {opts.device}, got none available")
     elif torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
     else:

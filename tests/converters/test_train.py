@@ -96,6 +96,7 @@ def test_cli_train_runs(fake_fmnist, tmp_path, capsys):
     (["--beta-w", "4", "--beta-a", "6"], "one divides the other"),
     (["--layer-beta", "conv9=2,2"], "inner layers"),
     (["--epochs", "0"], "--epochs >= 1"),
+    (["--device", "warp9"], "Expected a torch device"),
 ])
 def test_cli_train_bad_input_one_line(fake_fmnist, tmp_path, capsys, argv, match):
     d, _ = fake_fmnist
