@@ -55,6 +55,8 @@ set_target() {
 ensure_host_tools() {
     local missing=()
     command -v "$TRIPLET-gcc" >/dev/null || missing+=("gcc-$TRIPLET")
+    # only recommended by the compiler package, but without it nothing compiles
+    [ -f "/usr/$TRIPLET/include/stdio.h" ] || missing+=("libc6-dev-$DEB_ARCH-cross")
     if [ "${1:-}" = qemu ]; then
         command -v "$QEMU" >/dev/null || missing+=(qemu-user-static)
     fi
