@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from . import checkpoint as ckpt
-from .data import DEFAULT_DATA_DIR, load_fashion_mnist, normalize
+from .data import DEFAULT_DATA_DIR, MEAN, STD, load_fashion_mnist, normalize
 from .errors import ConfigError
 from .zoo import build_model, get_arch
 
@@ -113,10 +113,14 @@ def evaluate(model, x, y, batch_size: int = 1000) -> Tuple[float, "np.ndarray"]:
 
 def _resume_state(opts: TrainOptions, model, optimizer) -> Tuple[int, list]:
     config, state = ckpt.load_checkpoint(opts.out)
-    mine = {"arch": opts.arch, "betas": {k: list(v) for k, v in model.betas.items()}, "seed": opts.seed}
-    theirs = {"arch": config.get("arch"), "betas": config.get("betas"), "seed": config.get("seed")}
+    # Everything that shapes the run must match; only --epochs may change (it stretches the schedule).
+    world = _dist_info()[0]
+    mine = {"arch": opts.arch, "betas": {k: list(v) for k, v in model.betas.items()}, "seed": opts.seed,
+            "batch_size": opts.batch_size * world, "lr": opts.lr, "augment": opts.augment, "limit": opts.limit}
+    theirs = {k: config.get(k) for k in mine}
     if mine != theirs:
-        raise ConfigError(f"Expected --resume with the checkpoint's arch/betas/seed {theirs}, got {mine}")
+        diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
+        raise ConfigError(f"Expected --resume with the checkpoint's settings, got (checkpoint, now): {diff}")
     from .zoo import load_state_dict_checked
     load_state_dict_checked(model, state, opts.out)
     ckpt.load_optimizer(opts.out, optimizer)
@@ -180,7 +184,9 @@ def train(opts: TrainOptions) -> dict:
               "beta_w": opts.beta_w, "beta_a": opts.beta_a, "seed": opts.seed, "epochs": opts.epochs,
               "batch_size": opts.batch_size * world, "lr": opts.lr, "optimizer": "adam",
               "schedule": "cosine-per-step", "augment": opts.augment, "world_size": world, "limit": opts.limit,
-              "data_mean": [0.2860], "data_std": [0.3530], "epoch": start_epoch, "history": history}
+              "data_mean": [MEAN], "data_std": [STD], "epoch": start_epoch, "history": history}
+    if history:  # resumed: report the last finished epoch even if nothing is left to run
+        config["test_acc"] = history[-1]["test_acc"]
     show = opts.progress and rank == 0
     tqdm = _tqdm() if show else None
     for epoch in range(start_epoch, opts.epochs):
