@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from .errors import CheckpointError
 
@@ -164,7 +164,3 @@ def load_plain_state_dict(path: str) -> dict:
         raise CheckpointError(f"Expected a state dict (name -> tensor) in {path}, got {type(obj).__name__}")
     return obj
 
-
-def find_epoch(config: dict) -> Optional[int]:
-    epoch = config.get("epoch")
-    return int(epoch) if isinstance(epoch, int) else None
