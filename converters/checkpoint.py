@@ -163,4 +163,3 @@ def load_plain_state_dict(path: str) -> dict:
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
         raise CheckpointError(f"Expected a state dict (name -> tensor) in {path}, got {type(obj).__name__}")
     return obj
-
