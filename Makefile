@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
-	$(PIP) install "setuptools>=61" wheel "Cython>=3.0"
+	$(PIP) install "setuptools>=77" wheel "Cython>=3.0"
 	# torch is pinned (CPU build); --no-build-isolation reuses the Cython installed above.
 	$(PIP) install --no-build-isolation -e ".[test,train]"
 	touch $(STAMP)
