@@ -158,5 +158,9 @@ host_python() {
         || die "Expected a Python $TARGET_PY on the build machine (HBNN_BUILD_PYTHON=...), got '$py'"
     "$py" -c "import Cython, setuptools, wheel" 2>/dev/null \
         || die "Expected Cython>=3.0, setuptools and wheel in $py ($py -m pip install Cython setuptools wheel)"
+    # absolute: the build runs from a copy of the tree in another folder
+    case "$py" in
+        */*) py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")" ;;
+    esac
     echo "$py"
 }
