@@ -126,13 +126,6 @@ def layer_correlations(model_path: str, data_dir: str, images: int = 1000,
     errors accumulate layer to layer. ``mode="layer"``: each layer's float and binarized products
     on the *same* input (the binarized pass's), isolating that layer's approximation.
     """
-    import torch
-
-    from .data import load_fashion_mnist
-    from .export import load_model
-    from .layers import set_binarized
-    from .train import to_nchw
-
     if model_path.endswith(".hbn"):
         raise ConfigError(f"Expected a training checkpoint (float weights are needed), got the packed model "
                           f"{model_path}")
@@ -140,6 +133,13 @@ def layer_correlations(model_path: str, data_dir: str, images: int = 1000,
         raise ConfigError(f"Expected --images >= 2, got {images}")
     if mode not in MODES:
         raise ConfigError(f"Expected a mode in {MODES}, got {mode!r}")
+    import torch
+
+    from .data import load_fashion_mnist
+    from .export import load_model
+    from .layers import set_binarized
+    from .train import to_nchw
+
     model = load_model(model_path)
     if model.input_shape != (28, 28, 1):
         raise ConfigError(f"Expected a Fashion-MNIST model (28x28x1 input), got {model.arch}")

@@ -14,7 +14,7 @@ from .data import DEFAULT_DATA_DIR
 
 
 def _beta(text):
-    from .zoo import parse_beta
+    from .betas import parse_beta
     from .errors import ConfigError
     import argparse
     try:
@@ -103,7 +103,7 @@ def register(sub, bench_sub) -> None:
 
 def cmd_train(args) -> int:
     from .train import TrainOptions, train
-    from .zoo import parse_layer_betas
+    from .betas import parse_layer_betas
 
     opts = TrainOptions(arch=args.arch, beta_w=args.beta_w, beta_a=args.beta_a,
                         layer_betas=parse_layer_betas(args.layer_beta), epochs=args.epochs,
@@ -121,8 +121,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    from .betas import parse_beta
     from .export import convert
-    from .zoo import parse_beta
 
     betas = {k: parse_beta(v) for k, v in (("beta_w", args.beta_w), ("beta_a", args.beta_a)) if v is not None}
     info = convert(args.input, args.out, arch=args.arch, layer_betas=args.layer_beta, **betas)

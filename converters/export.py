@@ -130,7 +130,8 @@ def load_model(path: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNS
     layers (post-training re-binarization). Plain state dict: ``arch``, ``beta_w`` and ``beta_a``
     are required (post-training Hadamard binarization of a float model).
     """
-    from .zoo import build_model, inner_layer_names, load_state_dict_checked, parse_layer_betas
+    from .betas import parse_layer_betas
+    from .zoo import build_model, inner_layer_names, load_state_dict_checked
 
     is_ckpt = os.path.isdir(path) or (os.path.basename(path) == ckpt.MODEL and
                                       os.path.exists(os.path.join(os.path.dirname(os.path.abspath(path)),

@@ -10,7 +10,7 @@ A plan step is one of ``("conv", name, out_ch, kernel, padding)``,
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from torch import nn
 
 from cy_kernels.reference import Beta, check_betas
 
+from .betas import parse_beta, parse_layer_betas  # noqa: F401  (re-exported)
 from .errors import ConfigError
 from .layers import HadaConv2d, HadaLinear
 
@@ -162,29 +163,3 @@ def load_state_dict_checked(model: nn.Module, state: Mapping[str, torch.Tensor],
         if got != shape:
             raise ConfigError(f"Expected {key} of shape {shape} for {arch} in {source}, got {got}")
     model.load_state_dict(dict(state), strict=True)
-
-
-def parse_layer_betas(items: Sequence[str]) -> Dict[str, Tuple[Beta, Beta]]:
-    """Parse ``NAME=BW,BA`` strings (``inf`` allowed) from the command line."""
-    out = {}
-    for item in items or ():
-        name, sep, rest = item.partition("=")
-        parts = rest.split(",")
-        if not sep or not name or len(parts) != 2:
-            raise ConfigError(f"Expected a layer beta as NAME=BETA_W,BETA_A (e.g. conv2=16,2), got {item!r}")
-        out[name.strip()] = (parse_beta(parts[0]), parse_beta(parts[1]))
-    return out
-
-
-def parse_beta(text: str) -> Beta:
-    """``inf`` -> None (one segment per row); otherwise a positive int."""
-    t = str(text).strip().lower()
-    if t in ("inf", "none", "infinity"):
-        return None
-    try:
-        value = int(t)
-    except ValueError:
-        raise ConfigError(f"Expected a beta as an int >= 1 or 'inf', got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"Expected a beta >= 1 (or 'inf'), got {value}")
-    return value

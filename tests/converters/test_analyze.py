@@ -59,6 +59,7 @@ def test_cli_correlation_refuses_packed_model(capsys, tmp_path):
 
 
 def test_correlation_of_a_trained_checkpoint(fake_fmnist, tmp_path):
+    pytest.importorskip("torch")
     from converters.analyze import layer_correlations
     from converters.train import TrainOptions, train
 

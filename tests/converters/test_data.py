@@ -94,6 +94,7 @@ def test_bad_split(fake_fmnist):
         load_fashion_mnist(fake_fmnist[0], "valid")
 
 
+@pytest.mark.no_emulation
 def test_module_does_not_import_torch():
     code = "import sys, converters.data; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

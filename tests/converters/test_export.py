@@ -7,7 +7,9 @@ import types
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")  # the [train] extra; absent on boards and under QEMU
+
 
 from converters import checkpoint as ckpt
 from converters.export import convert, float32_bytes, load_model, model_to_graph
