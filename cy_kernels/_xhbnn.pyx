@@ -76,6 +76,9 @@ cdef extern from "xhbnn.h":
                         const float *in_scale, const float *in_bias, int64_t seg,
                         uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L,
                         int threads) nogil
+    void hbnn_pack_image(const hbnn_backend *be, const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
+                         const float *in_scale, const float *in_bias, int64_t seg, int64_t pad, uint64_t *bits,
+                         int64_t pix_words, float *scales, int64_t pix_blk, int L, int threads) nogil
     void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp,
                           int64_t wp, int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw,
                           int64_t stride, int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
@@ -386,7 +389,7 @@ cdef class ConvPlan:
         cdef float[::1] ov = result.reshape(-1)
         cdef const float *s = _fptr(ins)
         cdef const float *bias = _fptr(inb)
-        cdef int64_t hp, wp, y
+        cdef int64_t hp, wp
         if self.direct:
             with nogil:
                 hbnn_pack_rows(_backend, &xv[0, 0, 0, 0], self.p, self.c, self.c, s, bias, self.seg_a,
@@ -396,14 +399,9 @@ cdef class ConvPlan:
             isc = self.img_scales
             hp, wp = self.h + 2 * self.pad, self.w + 2 * self.pad
             with nogil:
-                for y in range(self.b * self.h):
-                    # one image row of W pixels lands in the interior of the zero-bordered image
-                    hbnn_pack_rows(_backend, &xv[0, 0, 0, 0] + y * self.w * self.c, self.w, self.c, self.c,
-                                   s, bias, self.seg_a,
-                                   &ib[0, 0, 0, 0] + (((y // self.h) * hp + y % self.h + self.pad) * wp + self.pad) * self.wc,
-                                   self.wc,
-                                   &isc[0, 0, 0, 0] + (((y // self.h) * hp + y % self.h + self.pad) * wp + self.pad) * self.pix_blk,
-                                   self.pix_blk, <int>self.L, 1)
+                hbnn_pack_image(_backend, &xv[0, 0, 0, 0], self.b, self.h, self.w, self.c, s, bias, self.seg_a,
+                                self.pad, &ib[0, 0, 0, 0], self.wc, &isc[0, 0, 0, 0], self.pix_blk, <int>self.L,
+                                threads)
                 hbnn_im2col_bits(&ib[0, 0, 0, 0], &isc[0, 0, 0, 0], self.b, hp, wp, self.wc, self.pix_blk,
                                  self.kh, self.kw, self.stride, self.oh, self.ow, &abits[0, 0], self.row_words,
                                  &ascales[0, 0], self.row_blk, threads)

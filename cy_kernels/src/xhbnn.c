@@ -175,6 +175,25 @@ void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_
     }
 }
 
+void hbnn_pack_image(const hbnn_backend *be, const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
+                     const float *in_scale, const float *in_bias, int64_t seg, int64_t pad, uint64_t *bits,
+                     int64_t pix_words, float *scales, int64_t pix_blk, int L, int threads)
+{
+    const int64_t hp = h + 2 * pad, wp = w + 2 * pad;
+    const int nt = hbnn_threads(threads);
+    (void)nt;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) \
+    if (nt > 1 && batch * h * w * c * 4 >= HBNN_MIN_PARALLEL_BYTES)
+#endif
+    for (int64_t by = 0; by < batch * h; by++) {
+        /* one image row of w pixels lands in the interior of the zero-bordered image */
+        const int64_t pix = ((by / h) * hp + by % h + pad) * wp + pad;
+        be->pack_rows(x + by * w * c, w, c, c, in_scale, in_bias, seg, bits + pix * pix_words, pix_words,
+                      scales + pix * pix_blk, pix_blk, L);
+    }
+}
+
 void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp, int64_t wp,
                       int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw, int64_t stride,
                       int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
@@ -186,7 +205,7 @@ void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t
     (void)nt;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(nt) \
-    if (nt > 1 && rows * row_words * 8 >= HBNN_MIN_PARALLEL_BYTES)
+    if (nt > 1 && rows * row_words * 8 >= HBNN_MIN_PARALLEL_BYTES / 4)
 #endif
     for (int64_t by = 0; by < batch * oh; by++)
     for (int64_t x = 0; x < ow; x++) {
