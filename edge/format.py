@@ -165,6 +165,9 @@ def _write_container(path, arrays: Dict[str, np.ndarray], meta: Dict[str, str], 
             os.fsync(f.fileno())
         if verify:
             read_hbn(tmp)  # never publish a file our own reader rejects
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600: a daemon user could not read the model
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

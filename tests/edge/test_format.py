@@ -194,3 +194,19 @@ def test_graph_whose_buffers_would_be_huge_is_refused(tmp_path):
     graph = {"input": {"shape": [4096, 4096, 1]}, "layers": [{"type": "relu"} for _ in range(20)]}
     with pytest.raises(ModelFormatError, match="over all layers"):
         write_hbn(tmp_path / "m.hbn", graph, {})
+
+
+def test_written_model_is_readable_by_others(tmp_path):
+    """mkstemp makes 0600 files; a model written by one user must be readable by the daemon's user."""
+    import stat
+
+    from edge.reference_model import random_lenet
+
+    graph, tensors = random_lenet(16, 2)
+    path = tmp_path / "m.hbn"
+    old = os.umask(0o022)
+    try:
+        write_hbn(path, graph, tensors)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
