@@ -2,7 +2,7 @@
 
 The run happens in a child process (so the numbers are those of ``hbnn infer`` alone);
 its resident set is sampled from ``/proc/<pid>/status`` while it runs, and the peak is the
-child's own ``getrusage(RUSAGE_SELF).ru_maxrss`` (KiB on Linux), printed as it exits. Growth
+child's own ``VmHWM`` (high-water RSS, KiB), printed as it exits. Growth
 compares the RSS once warm (past imports and the first fifth of the run, at least 1.5 s in)
 with the RSS at the end; runs too short for that report no growth.
 """
@@ -30,9 +30,10 @@ def measure_infer_memory(model: str, clip: str, frames: int = 10000, interval: f
             "--max-frames", str(frames), "--status-interval", "1e9"]
     # What the `hbnn` entry point runs (edge.cli.main); the child reports its own peak RSS, so
     # other children of this process (benchmark peers) cannot inflate it.
-    code = ("import resource, sys; from edge.cli import main; rc = main(%r); "
-            "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-            "sys.exit(rc)" % (argv,))
+    # VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss across exec.
+    code = ("import sys; from edge.cli import main; rc = main(%r); "
+            "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]; "
+            "print('maxrss_kib', hwm[0], file=sys.stderr); sys.exit(rc)" % (argv,))
     cmd = [sys.executable, "-c", code]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
