@@ -144,12 +144,21 @@ def cmd_infer(args) -> int:
         sys.stderr.write(("\r" + stats.status_line() + "\033[K") if tty else stats.status_line() + "\n")
         sys.stderr.flush()
 
+    bad = 0
+
+    def on_bad_frame(frame, exc):
+        nonlocal bad
+        bad += 1
+        if bad <= 5 or bad % 100 == 0:  # say why, without flooding on a broken camera
+            print(f"hbnn: frame {frame.index} skipped ({bad} so far): {exc}", file=sys.stderr)
+
     link = open_link(args.link, args.protocol)
     stop = threading.Event()
     saved = _on_signals((signal.SIGINT, signal.SIGTERM), lambda *_: stop.set())  # Ctrl-C: summary, exit 0
     try:
         stats = loop.run(source, reporter=link, on_result=on_result, on_status=on_status,
-                         status_interval=args.status_interval, max_frames=args.max_frames, stop=stop)
+                         status_interval=args.status_interval, max_frames=args.max_frames, stop=stop,
+                         on_bad_frame=on_bad_frame)
     except (SourceError, TimeoutError) as exc:
         raise CommandError(str(exc)) from exc
     finally:

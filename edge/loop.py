@@ -138,6 +138,7 @@ class InferenceLoop:
     def run(self, source: FrameSource, *, reporter=None,
             on_result: Optional[Callable[[InferenceResult, Frame], None]] = None,
             on_status: Optional[Callable[[LoopStats], None]] = None, status_interval: float = 1.0,
+            on_bad_frame: Optional[Callable[[Frame, FrameError], None]] = None,
             max_frames: Optional[int] = None, latest_frame_wins: Optional[bool] = None,
             stop: Optional[threading.Event] = None, frame_timeout: float = 10.0) -> LoopStats:
         """Run until the source ends, ``max_frames`` results, or ``stop`` is set.
@@ -160,8 +161,10 @@ class InferenceLoop:
                     break
                 try:
                     result = self.infer(frame)
-                except FrameError:
+                except FrameError as exc:
                     stats.bad_frames += 1
+                    if on_bad_frame is not None:
+                        on_bad_frame(frame, exc)
                     continue
                 stats.frames += 1
                 stats.latency.add(result.latency_ms)

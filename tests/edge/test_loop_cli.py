@@ -104,3 +104,15 @@ def test_infer_sigint_prints_the_summary_and_exits_0(model, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and out.strip().startswith("summary: frames ")
+
+
+def test_infer_names_bad_frames_and_keeps_going(model, tmp_path, capsys):
+    np.save(tmp_path / "0.npy", np.zeros((28, 28), np.uint8))
+    np.save(tmp_path / "1.npy", np.full((28, 28), np.nan, np.float32))
+    np.save(tmp_path / "2.npy", np.zeros((28, 28, 2), np.uint8))
+    np.save(tmp_path / "3.npy", np.zeros((28, 28), np.uint8))
+    assert main(["infer", "--model", model, "--source", f"images:{tmp_path}", "--quiet"]) == 0
+    cap = capsys.readouterr()
+    assert "frame 1 skipped (1 so far): Expected finite pixel values" in cap.err
+    assert "frame 2 skipped (2 so far): Expected a frame of shape" in cap.err
+    assert "frames 2 |" in cap.out and "bad 2" in cap.out
