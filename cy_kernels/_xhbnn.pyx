@@ -55,6 +55,7 @@ cdef extern from "xhbnn.h":
         float *out
         int64_t ldo
         hbnn_epilogue ep
+        const float *panels
     ctypedef struct hbnn_dense_args:
         const float *f
         int64_t m
@@ -72,6 +73,8 @@ cdef extern from "xhbnn.h":
     void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads) nogil
     void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads) nogil
     void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads) nogil
+    int64_t hbnn_sign_panel_floats(const hbnn_sign_args *g) nogil
+    int hbnn_sign_build_panels(const hbnn_backend *be, const hbnn_sign_args *g, float *out) nogil
     void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
                         const float *in_scale, const float *in_bias, int64_t seg,
                         uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L,
@@ -95,6 +98,10 @@ cdef const hbnn_backend *_backend = hbnn_select_backend(
     1 if os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0") else 0)
 
 MAX_PLANS_PER_WEIGHTS = 8
+# Sign path: prebuild every filter panel when a call has at most this many rows (a dense layer at
+# batch 1 would otherwise rebuild each panel to use it once), up to this many bytes per layer.
+PREBUILT_PANEL_MAX_ROWS = 8
+PREBUILT_PANEL_MAX_BYTES = 16 << 20
 
 
 def backend_name():
@@ -232,7 +239,7 @@ cdef class ConvPlan:
     cdef int64_t seg_a, seg_w, L, wc, pix_blk, row_words, row_blk, kpad, k
     cdef int binarize_acts
     cdef object wbits, wscales, lens, abits, ascales, img_bits, img_scales, cols, acts, wpanel, direct
-    cdef object pw_bits, pw_scales
+    cdef object pw_bits, pw_scales, panels
 
     def __init__(self, pw, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad):
         self.lock = threading.Lock()
@@ -278,6 +285,7 @@ cdef class ConvPlan:
         self.binarize_acts = binarize_acts
         self.pw_bits, self.pw_scales = pw.bits, pw.scales
         self.cols = np.zeros((self.p, self.kpad), dtype=np.float32)
+        self._build_panels()
         if binarize_acts:
             self.acts = np.empty((self.b, self.h, self.w, self.c), dtype=np.float32)
 
@@ -349,16 +357,11 @@ cdef class ConvPlan:
         with nogil:
             hbnn_dense_gemm(_backend, &g, threads)
 
-    def _run_sign(self, x, ins, inb, outs, outb, bint relu, result, int threads):
-        cdef hbnn_sign_args g
-        cdef float[:, ::1] cv
+    cdef void _sign_args(self, hbnn_sign_args *g):
+        """Everything of the sign GEMM's arguments that does not change between calls."""
         cdef const uint64_t[:, ::1] bv = self.pw_bits
         cdef const float[:, ::1] sv = self.pw_scales
-        cdef float[::1] ov = result.reshape(-1)
-        src, affine = self._float_input(x, ins, inb)
-        self._float_cols(src, affine, ins, inb, self.kpad, threads)
-        cv = self.cols
-        g.f = &cv[0, 0]
+        cdef float[::1] pv
         g.m = self.p
         g.k = self.k
         g.kpad = self.kpad
@@ -368,6 +371,37 @@ cdef class ConvPlan:
         g.nseg = sv.shape[1]
         g.seg = self.seg_w
         g.n = self.o
+        g.panels = NULL
+        if self.panels is not None:
+            pv = self.panels
+            g.panels = &pv[0]
+
+    cdef void _build_panels(self):
+        """Prebuild the sign GEMM's filter panels (few rows per call), if the backend reads them."""
+        cdef hbnn_sign_args g
+        cdef float[::1] pv
+        cdef int64_t count
+        self.panels = None
+        self._sign_args(&g)
+        count = (self.o + 15) // 16 * hbnn_sign_panel_floats(&g)
+        if self.p > PREBUILT_PANEL_MAX_ROWS or count * 4 > PREBUILT_PANEL_MAX_BYTES:
+            return
+        raw = np.zeros(count + 8, dtype=np.float32)
+        start = (-raw.ctypes.data % 32) // 4  # 32-byte aligned view
+        panels = raw[start:start + count]
+        pv = panels
+        if hbnn_sign_build_panels(_backend, &g, &pv[0]):
+            self.panels = panels
+
+    def _run_sign(self, x, ins, inb, outs, outb, bint relu, result, int threads):
+        cdef hbnn_sign_args g
+        cdef float[:, ::1] cv
+        cdef float[::1] ov = result.reshape(-1)
+        src, affine = self._float_input(x, ins, inb)
+        self._float_cols(src, affine, ins, inb, self.kpad, threads)
+        cv = self.cols
+        self._sign_args(&g)
+        g.f = &cv[0, 0]
         g.out = &ov[0]
         g.ldo = self.o
         g.ep.scale = _fptr(outs)

@@ -33,6 +33,16 @@ HBNN_AVX2_INLINE float hbnn_avx2_hsum(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+/* Epilogue for 8 consecutive output columns j..j+7, stored to out[0..7]. max(0, y) with 0 first:
+ * vmaxps returns its second operand for NaN, so NaN stays NaN like the scalar path. */
+HBNN_AVX2_INLINE void hbnn_avx2_store8(const hbnn_epilogue *ep, int64_t j, __m256 acc, float *out)
+{
+    if (ep->scale) acc = _mm256_mul_ps(acc, _mm256_loadu_ps(ep->scale + j));
+    if (ep->bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(ep->bias + j));
+    if (ep->relu) acc = _mm256_max_ps(_mm256_setzero_ps(), acc);
+    _mm256_storeu_ps(out, acc);
+}
+
 /* acc += (sa * sb) * (len - 2 * pop), 8 blocks at a time. */
 HBNN_AVX2_INLINE __m256 hbnn_avx2_accum(__m256 acc, __m256i pop32, const float *len, const float *sa,
                                         const float *sb)
@@ -170,7 +180,7 @@ HBNN_AVX2 static void hbnn_xor_gemm_avx2(const hbnn_xor_args *g, int64_t i0, int
 
 #define HBNN_SIGN_NF 16
 
-HBNN_AVX2_INLINE void hbnn_avx2_sign_panel(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel)
+HBNN_AVX2 static void hbnn_sign_panel_avx2(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel)
 {
     float *sc = panel + g->k * HBNN_SIGN_NF;
     const __m256i signbit = _mm256_set1_epi32((int)0x80000000u);
@@ -238,20 +248,31 @@ HBNN_AVX2_INLINE void hbnn_avx2_sign_rows(const hbnn_sign_args *g, const float *
         }
     }
     for (int r = 0; r < MR; r++) {
+        float *out = g->out + (i + r) * g->ldo + j;
+        if (nf == HBNN_SIGN_NF) {
+            hbnn_avx2_store8(&g->ep, j, acc[r][0], out);
+            hbnn_avx2_store8(&g->ep, j + 8, acc[r][1], out + 8);
+            continue;
+        }
         float tmp[HBNN_SIGN_NF];
         _mm256_storeu_ps(tmp, acc[r][0]);
         _mm256_storeu_ps(tmp + 8, acc[r][1]);
-        float *out = g->out + (i + r) * g->ldo + j;
         for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(&g->ep, j + c, tmp[c]);
     }
 }
 
 HBNN_AVX2 static void hbnn_sign_gemm_avx2(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0,
-                                          int64_t j1, float *panel)
+                                          int64_t j1, float *scratch)
 {
+    float *panel;
     for (int64_t j = j0; j < j1; j += HBNN_SIGN_NF) {
         const int64_t nf = j + HBNN_SIGN_NF < j1 ? HBNN_SIGN_NF : j1 - j;
-        hbnn_avx2_sign_panel(g, j, nf, panel);
+        if (g->panels) {
+            panel = (float *)g->panels + (j / HBNN_SIGN_NF) * HBNN_SIGN_NF * (g->kpad + g->nseg);
+        } else {
+            panel = scratch;
+            hbnn_sign_panel_avx2(g, j, nf, panel);
+        }
         int64_t i = i0;
         for (; i + 2 < i1; i += 3) hbnn_avx2_sign_rows(g, panel, 3, i, j, nf);
         if (i1 - i == 2) hbnn_avx2_sign_rows(g, panel, 2, i, j, nf);
@@ -279,10 +300,15 @@ HBNN_AVX2_INLINE void hbnn_avx2_dense_rows(const hbnn_dense_args *g, const float
         }
     }
     for (int r = 0; r < MR; r++) {
+        float *out = g->out + (i + r) * g->ldo + j;
+        if (nf == HBNN_PANEL) {
+            hbnn_avx2_store8(&g->ep, j, acc[r][0], out);
+            hbnn_avx2_store8(&g->ep, j + 8, acc[r][1], out + 8);
+            continue;
+        }
         float tmp[HBNN_PANEL];
         _mm256_storeu_ps(tmp, acc[r][0]);
         _mm256_storeu_ps(tmp + 8, acc[r][1]);
-        float *out = g->out + (i + r) * g->ldo + j;
         for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(&g->ep, j + c, tmp[c]);
     }
 }

@@ -24,11 +24,12 @@
 
 static const hbnn_backend portable_backend = {
     "portable", hbnn_xor_gemm_portable, hbnn_sign_gemm_portable, hbnn_pack_rows_portable,
-    hbnn_dense_gemm_portable};
+    hbnn_dense_gemm_portable, NULL};
 
 #ifdef HBNN_HAVE_AVX2
 static const hbnn_backend avx2_backend = {
-    "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2};
+    "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2,
+    hbnn_sign_panel_avx2};
 #endif
 
 #ifdef HBNN_HAVE_NEON
@@ -39,6 +40,7 @@ static const hbnn_backend neon_backend = {
 #else
     hbnn_dense_gemm_portable
 #endif
+    , NULL  /* sign_panel: the NEON sign GEMM builds its panels per tile */
 };
 #endif
 
@@ -116,8 +118,8 @@ static void hbnn_xor_tile(const hbnn_backend *be, const void *args, int64_t i0, 
 static void hbnn_sign_tile(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1, float *scratch)
 {
-    /* no scratch (out of memory for a few KB): the scratch-free portable loop */
-    if (scratch) be->sign_gemm((const hbnn_sign_args *)args, i0, i1, j0, j1, scratch);
+    /* no scratch (out of memory for a few KB) and no prebuilt panels: the scratch-free portable loop */
+    if (scratch || ((const hbnn_sign_args *)args)->panels) be->sign_gemm((const hbnn_sign_args *)args, i0, i1, j0, j1, scratch);
     else hbnn_sign_gemm_portable((const hbnn_sign_args *)args, i0, i1, j0, j1, NULL);
 }
 
@@ -142,11 +144,21 @@ void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads)
 
 /* The sign GEMM expands 16 filters' sign bits and scales into a float panel per tile. */
 int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g) { return 16 * (g->kpad + g->nseg) + 16; }
+int64_t hbnn_sign_panel_floats(const hbnn_sign_args *g) { return 16 * (g->kpad + g->nseg); }
+
+int hbnn_sign_build_panels(const hbnn_backend *be, const hbnn_sign_args *g, float *out)
+{
+    if (!be->sign_panel) return 0;
+    const int64_t per = hbnn_sign_panel_floats(g);
+    for (int64_t j = 0; j < g->n; j += HBNN_PANEL)
+        be->sign_panel(g, j, g->n - j < HBNN_PANEL ? g->n - j : HBNN_PANEL, out + (j / HBNN_PANEL) * per);
+    return 1;
+}
 
 void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads)
 {
     hbnn_run_tiles(be, g, hbnn_sign_tile, g->m, g->n, HBNN_PANEL_TILE_M, HBNN_PANEL, threads,
-                   g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS, hbnn_sign_scratch_floats(g));
+                   g->m * g->n * g->k >= HBNN_MIN_PARALLEL_FLOAT_MACS, g->panels ? 0 : hbnn_sign_scratch_floats(g));
 }
 
 void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads)
@@ -254,7 +266,7 @@ void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int6
             if (!affine && ix0 >= 0 && ix0 + kw <= w) {
                 /* the whole kernel row is inside the image: kw * c contiguous floats */
                 const float *s0 = src + ix0 * c;
-                for (int64_t t = 0; t < kw * c; t++) drow[k + t] = s0[t];
+                memcpy(drow + k, s0, (size_t)(kw * c) * sizeof(float));
                 k += kw * c;
                 continue;
             }

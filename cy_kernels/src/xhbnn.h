@@ -60,6 +60,10 @@ typedef struct {
     float *out;           /* out[i * ldo + j] */
     int64_t ldo;
     hbnn_epilogue ep;
+    /* Optional: every 16-filter panel built once (by the backend's sign_panel, for layers that see
+     * few rows per call, e.g. dense layers at batch 1, where rebuilding a panel per call would cost
+     * more than using it). ceil(n / 16) panels of hbnn_sign_panel_floats() floats; NULL: build per tile. */
+    const float *panels;
 } hbnn_sign_args;
 
 /* Float GEMM for full-precision layers: out[i][j] = sum_k f[i][k] * w[j][k], with the weights
@@ -91,6 +95,7 @@ typedef struct {
 typedef void (*hbnn_xor_gemm_fn)(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
 typedef void (*hbnn_sign_gemm_fn)(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                                   float *scratch);
+typedef void (*hbnn_sign_panel_fn)(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel);
 typedef void (*hbnn_dense_gemm_fn)(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
 typedef void (*hbnn_pack_rows_fn)(const float *x, int64_t rows, int64_t n, int64_t xstride,
                                   const float *in_scale, const float *in_bias, int64_t seg,
@@ -102,12 +107,17 @@ typedef struct {
     hbnn_sign_gemm_fn sign_gemm;
     hbnn_pack_rows_fn pack_rows;
     hbnn_dense_gemm_fn dense_gemm;  /* j0 is a multiple of HBNN_PANEL */
+    hbnn_sign_panel_fn sign_panel;  /* optional (NULL): builds the panel that sign_gemm reads */
 } hbnn_backend;
 
 /* Entry points used by the Cython front end (xhbnn.c). */
 const hbnn_backend *hbnn_select_backend(int force_portable);
 const hbnn_backend *hbnn_portable_backend(void);
 int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g);
+int64_t hbnn_sign_panel_floats(const hbnn_sign_args *g);
+/* Build all panels into `out` (32-byte aligned, ceil(n/16) * hbnn_sign_panel_floats floats); returns 0
+ * when the backend reads no prebuilt panels (then leave g->panels NULL). */
+int hbnn_sign_build_panels(const hbnn_backend *be, const hbnn_sign_args *g, float *out);
 void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads);
 void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads);
 void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads);
