@@ -11,26 +11,15 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from .preprocess import FrameError, Preprocessor
-from .capture import LatestFrameGrabber
-from .sources import Frame, FrameSource
+from firmware_bridge import InferenceResult  # the bridge's result type is what reporters accept
 
-try:  # the bridge's result type is what reporters accept
-    from firmware_bridge import InferenceResult
-except ImportError:  # pragma: no cover - only before firmware_bridge exists
-    @dataclass
-    class InferenceResult:  # type: ignore[no-redef]
-        sequence: int
-        timestamp_us: int
-        class_id: int
-        confidence: float
-        topk: List[Tuple[int, float]] = field(default_factory=list)
-        latency_ms: float = 0.0
-        label: str = ""
+from .capture import LatestFrameGrabber
+from .preprocess import FrameError, Preprocessor
+from .sources import Frame, FrameSource
 
 
 class LatencyWindow:

@@ -58,7 +58,7 @@ def summarize(model) -> dict:
         if kind in ("conv2d", "dense"):
             ws = layer["weight_shape"]
             n_w = math.prod(ws)
-            o, k = ws[0], n_w // ws[0]
+            o = ws[0]
             n_b = o if layer["bias"] is not None else 0
             n_params = n_w + n_b
             betas = f"{_beta(layer['beta_w'])},{_beta(layer['beta_a'])}"

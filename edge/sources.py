@@ -347,4 +347,4 @@ def open_source(spec: str, *, loop: bool = False) -> FrameSource:
     return OpenCVSource(kind, rest, loop=loop)
 
 
-from .capture import LatestFrameGrabber  # noqa: E402  (re-exported: part of the sources API)
+from .capture import LatestFrameGrabber  # noqa: E402,F401  (re-exported: part of the sources API)

@@ -7,7 +7,6 @@ users are what docs/DEPLOY.md promises. hadolint runs too when it is installed (
 from __future__ import annotations
 
 import ast
-import fnmatch
 import os
 import re
 import shlex

@@ -26,7 +26,6 @@ def _trained_like(arch="lenet", bw=16, ba=2, seed=0, layer_betas=None):
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
-                n = mod.num_features
                 mod.running_mean.uniform_(-0.5, 0.5)
                 mod.running_var.uniform_(0.5, 2.0)
                 mod.weight.uniform_(0.5, 1.5)
