@@ -79,13 +79,18 @@ cdef extern from "xhbnn.h":
                         const float *in_scale, const float *in_bias, int64_t seg,
                         uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L,
                         int threads) nogil
-    void hbnn_pack_image(const hbnn_backend *be, const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
-                         const float *in_scale, const float *in_bias, int64_t seg, int64_t pad, uint64_t *bits,
-                         int64_t pix_words, float *scales, int64_t pix_blk, int L, int threads) nogil
-    void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp,
-                          int64_t wp, int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw,
-                          int64_t stride, int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
-                          float *dst_scales, int64_t row_blk, int threads) nogil
+    ctypedef struct hbnn_conv_geometry:
+        const float *x
+        int64_t batch, h, w, c
+        const float *in_scale
+        const float *in_bias
+        int64_t seg, pad
+        uint64_t *img_bits
+        float *img_scales
+        int64_t pix_words, pix_blk
+        int64_t kh, kw, stride, oh, ow
+    void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const hbnn_xor_args *g,
+                       int threads) nogil
     void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
                            const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
                            int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst,
@@ -412,6 +417,7 @@ cdef class ConvPlan:
 
     def _run_xor(self, x, ins, inb, outs, outb, bint relu, result, int threads):
         cdef hbnn_xor_args g
+        cdef hbnn_conv_geometry cg
         cdef const float[:, :, :, ::1] xv = x
         cdef uint64_t[:, ::1] abits = self.abits
         cdef float[:, ::1] ascales = self.ascales
@@ -423,22 +429,6 @@ cdef class ConvPlan:
         cdef float[::1] ov = result.reshape(-1)
         cdef const float *s = _fptr(ins)
         cdef const float *bias = _fptr(inb)
-        cdef int64_t hp, wp
-        if self.direct:
-            with nogil:
-                hbnn_pack_rows(_backend, &xv[0, 0, 0, 0], self.p, self.c, self.c, s, bias, self.seg_a,
-                               &abits[0, 0], self.row_words, &ascales[0, 0], self.row_blk, <int>self.L, threads)
-        else:
-            ib = self.img_bits
-            isc = self.img_scales
-            hp, wp = self.h + 2 * self.pad, self.w + 2 * self.pad
-            with nogil:
-                hbnn_pack_image(_backend, &xv[0, 0, 0, 0], self.b, self.h, self.w, self.c, s, bias, self.seg_a,
-                                self.pad, &ib[0, 0, 0, 0], self.wc, &isc[0, 0, 0, 0], self.pix_blk, <int>self.L,
-                                threads)
-                hbnn_im2col_bits(&ib[0, 0, 0, 0], &isc[0, 0, 0, 0], self.b, hp, wp, self.wc, self.pix_blk,
-                                 self.kh, self.kw, self.stride, self.oh, self.ow, &abits[0, 0], self.row_words,
-                                 &ascales[0, 0], self.row_blk, threads)
         g.a = &abits[0, 0]
         g.as_ = &ascales[0, 0]
         g.m = self.p
@@ -454,8 +444,24 @@ cdef class ConvPlan:
         g.ep.scale = _fptr(outs)
         g.ep.bias = _fptr(outb)
         g.ep.relu = relu
+        if self.direct:
+            # a dense layer: its rows are already the GEMM's rows, no image and no im2col
+            with nogil:
+                hbnn_pack_rows(_backend, &xv[0, 0, 0, 0], self.p, self.c, self.c, s, bias, self.seg_a,
+                               &abits[0, 0], self.row_words, &ascales[0, 0], self.row_blk, <int>self.L, threads)
+                hbnn_xor_gemm(_backend, &g, threads)
+            return
+        ib = self.img_bits
+        isc = self.img_scales
+        cg.x = &xv[0, 0, 0, 0]
+        cg.batch, cg.h, cg.w, cg.c = self.b, self.h, self.w, self.c
+        cg.in_scale, cg.in_bias = s, bias
+        cg.seg, cg.pad = self.seg_a, self.pad
+        cg.img_bits, cg.img_scales = &ib[0, 0, 0, 0], &isc[0, 0, 0, 0]
+        cg.pix_words, cg.pix_blk = self.wc, self.pix_blk
+        cg.kh, cg.kw, cg.stride, cg.oh, cg.ow = self.kh, self.kw, self.stride, self.oh, self.ow
         with nogil:
-            hbnn_xor_gemm(_backend, &g, threads)
+            hbnn_conv_xor(_backend, &cg, &g, threads)
 
 
 def _plan_for(pw, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad):

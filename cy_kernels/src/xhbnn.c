@@ -187,51 +187,64 @@ void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_
     }
 }
 
-void hbnn_pack_image(const hbnn_backend *be, const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
-                     const float *in_scale, const float *in_bias, int64_t seg, int64_t pad, uint64_t *bits,
-                     int64_t pix_words, float *scales, int64_t pix_blk, int L, int threads)
+/* One image row of w pixels, binarized and packed into the interior of the zero-bordered image. */
+static void hbnn_pack_image_row(const hbnn_backend *be, const hbnn_conv_geometry *cg, int L, int64_t by)
 {
-    const int64_t hp = h + 2 * pad, wp = w + 2 * pad;
-    const int nt = hbnn_threads(threads);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) \
-    if (nt > 1 && batch * h * w * c * 4 >= HBNN_MIN_PARALLEL_BYTES)
-#endif
-    for (int64_t by = 0; by < batch * h; by++) {
-        /* one image row of w pixels lands in the interior of the zero-bordered image */
-        const int64_t pix = ((by / h) * hp + by % h + pad) * wp + pad;
-        be->pack_rows(x + by * w * c, w, c, c, in_scale, in_bias, seg, bits + pix * pix_words, pix_words,
-                      scales + pix * pix_blk, pix_blk, L);
+    const int64_t hp = cg->h + 2 * cg->pad, wp = cg->w + 2 * cg->pad;
+    const int64_t pix = ((by / cg->h) * hp + by % cg->h + cg->pad) * wp + cg->pad;
+    be->pack_rows(cg->x + by * cg->w * cg->c, cg->w, cg->c, cg->c, cg->in_scale, cg->in_bias, cg->seg,
+                  cg->img_bits + pix * cg->pix_words, cg->pix_words, cg->img_scales + pix * cg->pix_blk,
+                  cg->pix_blk, L);
+}
+
+/* The im2col rows of one output image row: kh runs of kw packed pixels each, copied as words. */
+static void hbnn_im2col_bits_row(const hbnn_conv_geometry *cg, const hbnn_xor_args *g, int64_t by)
+{
+    const int64_t hp = cg->h + 2 * cg->pad, wp = cg->w + 2 * cg->pad;
+    const int64_t run_words = cg->kw * cg->pix_words, run_blk = cg->kw * cg->pix_blk;
+    const int64_t b = by / cg->oh, y = by % cg->oh;
+    for (int64_t x = 0; x < cg->ow; x++) {
+        const int64_t r = by * cg->ow + x;
+        uint64_t *drow = (uint64_t *)g->a + r * g->kwords;
+        float *srow = (float *)g->as + r * g->nblk;
+        for (int64_t ky = 0; ky < cg->kh; ky++) {
+            const int64_t pix = (b * hp + y * cg->stride + ky) * wp + x * cg->stride;
+            memcpy(drow + ky * run_words, cg->img_bits + pix * cg->pix_words, (size_t)run_words * sizeof(uint64_t));
+            memcpy(srow + ky * run_blk, cg->img_scales + pix * cg->pix_blk, (size_t)run_blk * sizeof(float));
+        }
+        for (int64_t w = cg->kh * run_words; w < g->kwords; w++) drow[w] = 0;
+        for (int64_t s = cg->kh * run_blk; s < g->nblk; s++) srow[s] = 0.0f;
     }
 }
 
-void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp, int64_t wp,
-                      int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw, int64_t stride,
-                      int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
-                      float *dst_scales, int64_t row_blk, int threads)
+void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const hbnn_xor_args *g, int threads)
 {
-    const int64_t rows = batch * oh * ow;
-    const int64_t run_words = kw * pix_words, run_blk = kw * pix_blk;
+    const int64_t tj = (g->n + HBNN_TILE_N - 1) / HBNN_TILE_N;
+    const int64_t tiles = ((g->m + HBNN_TILE_M - 1) / HBNN_TILE_M) * tj;
     const int nt = hbnn_threads(threads);
     (void)nt;
+    /* one parallel region for the three phases: waking sleeping workers once, not three times */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) \
-    if (nt > 1 && rows * row_words * 8 >= HBNN_MIN_PARALLEL_BYTES / 4)
+#pragma omp parallel num_threads(nt) \
+    if (nt > 1 && g->m * g->n * g->kwords * 64 >= HBNN_MIN_PARALLEL_BINARY_MACS)
 #endif
-    for (int64_t by = 0; by < batch * oh; by++)
-    for (int64_t x = 0; x < ow; x++) {
-        const int64_t b = by / oh, y = by % oh, r = by * ow + x;
-        uint64_t *drow = dst_bits + r * row_words;
-        float *srow = dst_scales + r * row_blk;
-        for (int64_t ky = 0; ky < kh; ky++) {
-            /* one kernel row = kw consecutive pixels = one contiguous run of packed words */
-            const int64_t pix = (b * hp + y * stride + ky) * wp + x * stride;
-            memcpy(drow + ky * run_words, src_bits + pix * pix_words, (size_t)run_words * sizeof(uint64_t));
-            memcpy(srow + ky * run_blk, src_scales + pix * pix_blk, (size_t)run_blk * sizeof(float));
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t by = 0; by < cg->batch * cg->h; by++) hbnn_pack_image_row(be, cg, g->L, by);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int64_t by = 0; by < cg->batch * cg->oh; by++) hbnn_im2col_bits_row(cg, g, by);
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t t = 0; t < tiles; t++) {
+            const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
+            be->xor_gemm(g, i0, i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m, j0,
+                         j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n);
         }
-        for (int64_t w = kh * run_words; w < row_words; w++) drow[w] = 0;
-        for (int64_t s = kh * run_blk; s < row_blk; s++) srow[s] = 0.0f;
     }
 }
 

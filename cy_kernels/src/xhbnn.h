@@ -124,17 +124,22 @@ void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threa
 void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
                     const float *in_scale, const float *in_bias, int64_t seg,
                     uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L, int threads);
-/* Binarize + pack a (B, H, W, C) image into the interior of a zero-bordered (B, H+2p, W+2p) packed
- * image of pix_words words and pix_blk block scales per pixel (block width L), rows in parallel. */
-void hbnn_pack_image(const hbnn_backend *be, const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
-                     const float *in_scale, const float *in_bias, int64_t seg, int64_t pad, uint64_t *bits,
-                     int64_t pix_words, float *scales, int64_t pix_blk, int L, int threads);
-/* im2col over packed pixels: src is a zero-bordered (B, Hp, Wp) image of `pix_words` words and
- * `pix_blk` block scales per pixel; each output row is kh*kw pixels, padded to row_words / row_blk. */
-void hbnn_im2col_bits(const uint64_t *src_bits, const float *src_scales, int64_t batch, int64_t hp, int64_t wp,
-                      int64_t pix_words, int64_t pix_blk, int64_t kh, int64_t kw, int64_t stride,
-                      int64_t oh, int64_t ow, uint64_t *dst_bits, int64_t row_words,
-                      float *dst_scales, int64_t row_blk, int threads);
+/* A binary conv in one call: binarize + pack the (B, H, W, C) input into the interior of the
+ * zero-bordered packed image (img_*: B x (H+2p) x (W+2p) pixels of pix_words words and pix_blk block
+ * scales, borders already zero), copy its im2col rows into g->a / g->as (rows of g->kwords words and
+ * g->nblk scales), then run the xor GEMM; all three phases in one OpenMP region. */
+typedef struct {
+    const float *x;
+    int64_t batch, h, w, c;
+    const float *in_scale, *in_bias;
+    int64_t seg, pad;
+    uint64_t *img_bits;
+    float *img_scales;
+    int64_t pix_words, pix_blk;
+    int64_t kh, kw, stride, oh, ow;
+} hbnn_conv_geometry;
+
+void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const hbnn_xor_args *g, int threads);
 /* im2col over floats with an optional per-channel affine applied before zero padding. */
 void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
                        const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
