@@ -364,11 +364,7 @@ HBNN_AVX2 static void hbnn_pack_rows_avx2(const float *x, int64_t rows, int64_t 
             double tmp[4];
             _mm256_storeu_pd(tmp, _mm256_add_pd(sum0, sum1));
             double sum = (tmp[0] + tmp[1]) + (tmp[2] + tmp[3]);
-            for (; j < end; j++) {
-                const float v = hbnn_affine(row, in_scale, in_bias, j);
-                sum += fabs((double)v);
-                if (v < 0.0f) brow[j >> 6] |= UINT64_C(1) << (j & 63);
-            }
+            sum = hbnn_pack_scalar(row, in_scale, in_bias, j, end, brow, sum);
             hbnn_store_scale(srow, s, start, end, L, (float)(sum / (double)(end - start)));
         }
         hbnn_zero_tail_blocks(srow, n, L);

@@ -386,11 +386,7 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
             const float64x2_t both = vaddq_f64(sum0, sum1);
             sum = vgetq_lane_f64(both, 0) + vgetq_lane_f64(both, 1);
 #endif
-            for (; j < end; j++) {
-                const float v = hbnn_affine(row, in_scale, in_bias, j);
-                sum += fabs((double)v);
-                if (v < 0.0f) brow[j >> 6] |= UINT64_C(1) << (j & 63);
-            }
+            sum = hbnn_pack_scalar(row, in_scale, in_bias, j, end, brow, sum);
             hbnn_store_scale(srow, s, start, end, L, (float)(sum / (double)(end - start)));
         }
         hbnn_zero_tail_blocks(srow, n, L);

@@ -99,6 +99,19 @@ static inline float hbnn_affine(const float *row, const float *in_scale, const f
     return v;
 }
 
+/* Elements [j, end) of a row: set their sign bits in brow and return sum + their |x| (in double).
+ * The whole segment for the portable backend; the tail after the vector loop for the SIMD ones. */
+static inline double hbnn_pack_scalar(const float *row, const float *in_scale, const float *in_bias, int64_t j,
+                                      int64_t end, uint64_t *brow, double sum)
+{
+    for (; j < end; j++) {
+        const float v = hbnn_affine(row, in_scale, in_bias, j);
+        sum += fabs((double)v);
+        if (v < 0.0f) brow[j >> 6] |= UINT64_C(1) << (j & 63);
+    }
+    return sum;
+}
+
 /* Write one segment's scale: per segment (L == 0) or to every L-bit block it covers. */
 static inline void hbnn_store_scale(float *srow, int64_t s, int64_t start, int64_t end, int L, float sc)
 {
@@ -130,12 +143,7 @@ static void hbnn_pack_rows_portable(const float *x, int64_t rows, int64_t n, int
         for (int64_t s = 0; s < nseg; s++) {
             const int64_t start = s * seg;
             const int64_t end = start + seg < n ? start + seg : n;
-            double sum = 0.0;
-            for (int64_t j = start; j < end; j++) {
-                const float v = hbnn_affine(row, in_scale, in_bias, j);
-                sum += fabs((double)v);
-                if (v < 0.0f) brow[j >> 6] |= UINT64_C(1) << (j & 63);
-            }
+            const double sum = hbnn_pack_scalar(row, in_scale, in_bias, start, end, brow, 0.0);
             hbnn_store_scale(srow, s, start, end, L, (float)(sum / (double)(end - start)));
         }
         hbnn_zero_tail_blocks(srow, n, L);
