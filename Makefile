@@ -40,3 +40,16 @@ clean:
 test-arm: $(STAMP)
 	HBNN_BUILD_PYTHON=$(PY) scripts/qemu-test aarch64
 	HBNN_BUILD_PYTHON=$(PY) scripts/qemu-test armv7
+
+# The kernel and runtime tests against the C kernels built with AddressSanitizer + UndefinedBehavior-
+# Sanitizer. Builds a copy of the tracked files in .cache/asan so the normal build stays untouched.
+ASAN_LIBS = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
+.PHONY: test-asan
+test-asan: $(STAMP)
+	rm -rf .cache/asan && mkdir -p .cache/asan
+	git ls-files -z | xargs -0 cp --parents -t .cache/asan
+	cd .cache/asan && HBNN_SANITIZE=1 $(abspath $(PY)) setup.py -q build_ext --inplace
+	cd .cache/asan && LD_PRELOAD=$(ASAN_LIBS) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		$(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not no_emulation" \
+		tests/cy_kernels tests/edge/test_interpreter.py tests/edge/test_format.py tests/edge/test_format_corruption.py
