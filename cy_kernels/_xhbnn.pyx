@@ -145,6 +145,13 @@ cdef inline const float *_fptr(object a):
     return &v[0]
 
 
+cdef inline void _set_epilogue(hbnn_epilogue *ep, outs, outb, bint relu):
+    """The fused per-output-channel scale, bias and ReLU of every GEMM path."""
+    ep.scale = _fptr(outs)
+    ep.bias = _fptr(outb)
+    ep.relu = relu
+
+
 cdef inline int64_t _seg(int64_t beta, int64_t n):
     """Segment length on a row of n elements; beta < 0 means infinity."""
     if beta < 0 or beta > n:
@@ -356,9 +363,7 @@ cdef class ConvPlan:
         g.n = self.o
         g.out = &ov[0]
         g.ldo = self.o
-        g.ep.scale = _fptr(outs)
-        g.ep.bias = _fptr(outb)
-        g.ep.relu = relu
+        _set_epilogue(&g.ep, outs, outb, relu)
         with nogil:
             hbnn_dense_gemm(_backend, &g, threads)
 
@@ -409,9 +414,7 @@ cdef class ConvPlan:
         g.f = &cv[0, 0]
         g.out = &ov[0]
         g.ldo = self.o
-        g.ep.scale = _fptr(outs)
-        g.ep.bias = _fptr(outb)
-        g.ep.relu = relu
+        _set_epilogue(&g.ep, outs, outb, relu)
         with nogil:
             hbnn_sign_gemm(_backend, &g, threads)
 
@@ -441,9 +444,7 @@ cdef class ConvPlan:
         g.len = &lens[0]
         g.out = &ov[0]
         g.ldo = self.o
-        g.ep.scale = _fptr(outs)
-        g.ep.bias = _fptr(outb)
-        g.ep.relu = relu
+        _set_epilogue(&g.ep, outs, outb, relu)
         if self.direct:
             # a dense layer: its rows are already the GEMM's rows, no image and no im2col
             with nogil:
