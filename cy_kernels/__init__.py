@@ -2,7 +2,8 @@
 
 Public functional API (float in, float out; packing is internal)::
 
-    backend_name() -> "avx2" | "neon" | "portable"
+    backend_name() -> "avx512" | "avx2" | "neon" | "portable"
+    available_backends() -> the ones this build and CPU can run, best first
     hbnn_linear(x, w, beta_w, beta_a, threads=1, **epilogue)
     hbnn_conv2d(x, w, beta_w, beta_a, stride=1, padding=0, threads=1, **epilogue)
     pack_weights(w, beta_w) -> PackedWeights
@@ -25,7 +26,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .api import (  # noqa: E402
-    PackedWeights, backend_name, hbnn_conv2d, hbnn_linear, pack_weights, prepare_conv2d, prepare_linear)
+    PackedWeights, available_backends, backend_name, hbnn_conv2d, hbnn_linear, pack_weights, prepare_conv2d, prepare_linear)
 
-__all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
+__all__ = ["PackedWeights", "available_backends", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
            "prepare_linear"]

@@ -70,6 +70,7 @@ cdef extern from "xhbnn.h":
     int HBNN_ROW_WORDS
     int HBNN_FLOAT_PAD
     const hbnn_backend *hbnn_select_backend(int force_portable) nogil
+    const hbnn_backend *hbnn_backend_named(const char *name) nogil
     void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads) nogil
     void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads) nogil
     void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads) nogil
@@ -99,8 +100,28 @@ cdef extern from "xhbnn.h":
                              const float *in_bias, int64_t seg, float *out) nogil
 
 
-cdef const hbnn_backend *_backend = hbnn_select_backend(
-    1 if os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0") else 0)
+BACKEND_NAMES = ("avx512", "avx2", "neon", "portable")  # best first
+
+
+def available_backends():
+    """The backends this build has and this CPU can run, best first."""
+    return [n for n in BACKEND_NAMES if hbnn_backend_named(n.encode()) != NULL]
+
+
+cdef const hbnn_backend *_startup_backend() except NULL:
+    # HBNN_FORCE_PORTABLE=1 (triage) wins; HBNN_BACKEND=<name> picks one (e.g. avx2 to compare).
+    if os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0"):
+        return hbnn_select_backend(1)
+    want = os.environ.get("HBNN_BACKEND", "")
+    if want:
+        if want not in available_backends():
+            raise ImportError(f"HBNN_BACKEND={want!r}: expected one of {available_backends()} "
+                              f"(the backends this build and CPU support), or unset it for the best one")
+        return hbnn_backend_named(want.encode())
+    return hbnn_select_backend(0)
+
+
+cdef const hbnn_backend *_backend = _startup_backend()
 
 MAX_PLANS_PER_WEIGHTS = 8
 # Sign path: prebuild every filter panel when a call has at most this many rows (a dense layer at
@@ -113,10 +134,13 @@ def backend_name():
     return (<bytes>_backend.name).decode()
 
 
-def _use_backend(bint force_portable):
-    """Test hook: switch between the best backend and the portable one; returns the new name."""
+def _use_backend(name):
+    """Test hook: switch the kernels to the named backend (see available_backends()); returns its name."""
     global _backend
-    _backend = hbnn_select_backend(force_portable)
+    cdef const hbnn_backend *be = hbnn_backend_named(name.encode())
+    if be == NULL:
+        raise ValueError(f"backend {name!r} is not available here; available: {available_backends()}")
+    _backend = be
     return backend_name()
 
 

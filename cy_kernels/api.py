@@ -6,7 +6,7 @@ what was expected; the compiled kernels (``_xhbnn``) then trust their inputs.
 from __future__ import annotations
 
 import os
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -23,8 +23,17 @@ except ImportError as exc:  # pragma: no cover - only on a source tree that was 
 
 
 def backend_name() -> str:
-    """The kernel family in use: "avx2", "neon" or "portable" (HBNN_FORCE_PORTABLE=1 forces it)."""
+    """The kernel family in use: "avx512", "avx2", "neon" or "portable".
+
+    The best one this CPU runs is picked at import; ``HBNN_BACKEND=<name>`` picks another that
+    ``available_backends()`` lists, and ``HBNN_FORCE_PORTABLE=1`` forces the portable C loops.
+    """
     return _ext.backend_name()
+
+
+def available_backends() -> List[str]:
+    """The kernel families this build has and this CPU can run, best first."""
+    return list(_ext.available_backends())
 
 
 def _beta_repr(beta: Optional[int]) -> str:
@@ -261,5 +270,5 @@ def force_portable() -> bool:
     return os.environ.get("HBNN_FORCE_PORTABLE", "") not in ("", "0")
 
 
-__all__ = ["PackedWeights", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
+__all__ = ["PackedWeights", "available_backends", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
            "prepare_linear"]

@@ -12,6 +12,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define HBNN_HAVE_AVX2 1
 #include "kernels_avx2.h"
+#include "kernels_avx512.h"
 #endif
 
 /* NEON hook: the NEON backend (kernels_neon.h) is enabled here. */
@@ -30,6 +31,23 @@ static const hbnn_backend portable_backend = {
 static const hbnn_backend avx2_backend = {
     "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2,
     hbnn_sign_panel_avx2};
+/* AVX-512: its own xor GEMM; the float-heavy sign/float GEMMs and the packers are AVX2's. */
+static const hbnn_backend avx512_backend = {
+    "avx512", hbnn_xor_gemm_avx512, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2,
+    hbnn_sign_panel_avx2};
+
+static int hbnn_cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt");
+}
+
+static int hbnn_cpu_has_avx512(void)
+{
+    return hbnn_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512bitalg");
+}
 #endif
 
 #ifdef HBNN_HAVE_NEON
@@ -46,17 +64,28 @@ static const hbnn_backend neon_backend = {
 
 const hbnn_backend *hbnn_portable_backend(void) { return &portable_backend; }
 
-const hbnn_backend *hbnn_select_backend(int force_portable)
+/* The backend of that name if this build has it and this CPU can run it, else NULL. */
+const hbnn_backend *hbnn_backend_named(const char *name)
 {
-    if (force_portable) return &portable_backend;
+    if (!strcmp(name, "portable")) return &portable_backend;
 #ifdef HBNN_HAVE_AVX2
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt"))
-        return &avx2_backend;
+    if (!strcmp(name, "avx512")) return hbnn_cpu_has_avx512() ? &avx512_backend : NULL;
+    if (!strcmp(name, "avx2")) return hbnn_cpu_has_avx2() ? &avx2_backend : NULL;
 #endif
 #ifdef HBNN_HAVE_NEON
-    return &neon_backend;
+    if (!strcmp(name, "neon")) return &neon_backend;
 #endif
+    return NULL;
+}
+
+const hbnn_backend *hbnn_select_backend(int force_portable)
+{
+    static const char *const best_first[] = {"avx512", "avx2", "neon"};
+    if (force_portable) return &portable_backend;
+    for (size_t i = 0; i < sizeof(best_first) / sizeof(best_first[0]); i++) {
+        const hbnn_backend *be = hbnn_backend_named(best_first[i]);
+        if (be) return be;
+    }
     return &portable_backend;
 }
 

@@ -112,6 +112,8 @@ typedef struct {
 
 /* Entry points used by the Cython front end (xhbnn.c). */
 const hbnn_backend *hbnn_select_backend(int force_portable);
+/* "avx512", "avx2", "neon" or "portable": NULL when not built in or not supported by this CPU. */
+const hbnn_backend *hbnn_backend_named(const char *name);
 const hbnn_backend *hbnn_portable_backend(void);
 int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g);
 int64_t hbnn_sign_panel_floats(const hbnn_sign_args *g);

@@ -1,4 +1,4 @@
-"""Every kernel test runs once per backend present on this machine."""
+"""Every kernel test runs once per backend present on this machine (e.g. avx512, avx2 and portable)."""
 from __future__ import annotations
 
 import pytest
@@ -7,13 +7,13 @@ import cy_kernels
 from cy_kernels import _xhbnn
 
 BEST = cy_kernels.backend_name()
-BACKENDS = [BEST] if BEST == "portable" else [BEST, "portable"]
+BACKENDS = _xhbnn.available_backends()
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Switch the kernels to one backend for the test, then back to the best one."""
-    name = _xhbnn._use_backend(request.param == "portable" and BEST != "portable")
+    """Switch the kernels to one backend for the test, then back to the one selected at import."""
+    name = _xhbnn._use_backend(request.param)
     assert name == request.param
     yield name
-    _xhbnn._use_backend(False)
+    _xhbnn._use_backend(BEST)

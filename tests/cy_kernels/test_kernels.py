@@ -225,7 +225,7 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_backend_name():
-    assert ck.backend_name() in ("avx2", "neon", "portable")
+    assert ck.backend_name() in ("avx512", "avx2", "neon", "portable")
     assert math.isinf(math.inf)  # beta may be math.inf
     x, w = rand((2, 70)), rand((3, 70))
     np.testing.assert_array_equal(ck.hbnn_linear(x, w, math.inf, None), ck.hbnn_linear(x, w, None, None))
