@@ -226,7 +226,7 @@ HBNN_AVX2_INLINE void hbnn_avx2_sign_rows(const hbnn_sign_args *g, const float *
         __m256 sacc[3][2];
         {
             const __m256 m0 = _mm256_load_ps(masks + k0 * HBNN_SIGN_NF), m1 = _mm256_load_ps(masks + k0 * HBNN_SIGN_NF + 8);
-            for (int r = 0; r < MR; r++) {
+            _Pragma("GCC unroll 3") for (int r = 0; r < MR; r++) {
                 const __m256 v = _mm256_broadcast_ss(f[r] + k0);
                 sacc[r][0] = _mm256_xor_ps(v, m0);
                 sacc[r][1] = _mm256_mul_ps(v, m1);
@@ -235,14 +235,14 @@ HBNN_AVX2_INLINE void hbnn_avx2_sign_rows(const hbnn_sign_args *g, const float *
         for (int64_t k = k0 + 1; k < k1; k++) {
             /* flipping the sign bit is the subtract: adds only inside a segment */
             const __m256 m0 = _mm256_load_ps(masks + k * HBNN_SIGN_NF), m1 = _mm256_load_ps(masks + k * HBNN_SIGN_NF + 8);
-            for (int r = 0; r < MR; r++) {
+            _Pragma("GCC unroll 3") for (int r = 0; r < MR; r++) {
                 const __m256 v = _mm256_broadcast_ss(f[r] + k);
                 sacc[r][0] = _mm256_add_ps(sacc[r][0], _mm256_xor_ps(v, m0));
                 sacc[r][1] = _mm256_fmadd_ps(v, m1, sacc[r][1]);
             }
         }
         const __m256 s0 = _mm256_load_ps(sc + s * HBNN_SIGN_NF), s1 = _mm256_load_ps(sc + s * HBNN_SIGN_NF + 8);
-        for (int r = 0; r < MR; r++) {
+        _Pragma("GCC unroll 3") for (int r = 0; r < MR; r++) {
             acc[r][0] = _mm256_fmadd_ps(s0, sacc[r][0], acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(s1, sacc[r][1], acc[r][1]);
         }
@@ -285,20 +285,27 @@ HBNN_AVX2 static void hbnn_sign_gemm_avx2(const hbnn_sign_args *g, int64_t i0, i
 HBNN_AVX2_INLINE void hbnn_avx2_dense_rows(const hbnn_dense_args *g, const float *w, const int MR, int64_t i,
                                            int64_t j, int64_t nf)
 {
-    const float *f[3];
-    __m256 acc[3][2];
-    for (int r = 0; r < MR; r++) {
-        f[r] = g->f + (i + r) * g->k;
-        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    }
-    for (int64_t k = 0; k < g->k; k++) {
+    /* Named accumulators, not an array: GCC kept an acc[3][2] array on the stack (a store per FMA). */
+    const int64_t k1 = g->k;
+    const float *f0 = g->f + i * k1, *f1 = MR > 1 ? f0 + k1 : f0, *f2 = MR > 2 ? f0 + 2 * k1 : f0;
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    for (int64_t k = 0; k < k1; k++) {
         const __m256 w0 = _mm256_loadu_ps(w + k * HBNN_PANEL), w1 = _mm256_loadu_ps(w + k * HBNN_PANEL + 8);
-        for (int r = 0; r < MR; r++) {
-            const __m256 v = _mm256_broadcast_ss(f[r] + k);
-            acc[r][0] = _mm256_fmadd_ps(v, w0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(v, w1, acc[r][1]);
+        const __m256 v0 = _mm256_broadcast_ss(f0 + k);
+        a00 = _mm256_fmadd_ps(v0, w0, a00);
+        a01 = _mm256_fmadd_ps(v0, w1, a01);
+        if (MR > 1) {
+            const __m256 v1 = _mm256_broadcast_ss(f1 + k);
+            a10 = _mm256_fmadd_ps(v1, w0, a10);
+            a11 = _mm256_fmadd_ps(v1, w1, a11);
+        }
+        if (MR > 2) {
+            const __m256 v2 = _mm256_broadcast_ss(f2 + k);
+            a20 = _mm256_fmadd_ps(v2, w0, a20);
+            a21 = _mm256_fmadd_ps(v2, w1, a21);
         }
     }
+    const __m256 acc[3][2] = {{a00, a01}, {a10, a11}, {a20, a21}};
     for (int r = 0; r < MR; r++) {
         float *out = g->out + (i + r) * g->ldo + j;
         if (nf == HBNN_PANEL) {

@@ -3,7 +3,10 @@
  * chunks. AVX2 has no vector popcount: its nibble-table popcount and the widening of byte counts were
  * most of its per-chunk work. The float side (one multiply of the two block scales and one FMA per
  * block) is what the exact contract requires and stays.
- * The sign GEMM, float GEMM and packers are the AVX2 ones (their work is float FMA, not bits).
+ * The sign and float GEMMs put 16 filters in one zmm and run 4-8 rows (or 2-4 interleaved runs of k
+ * for 1-2 rows) at once: the AVX2 loops, 3 rows x 2 halves, are bound by the 3-4 cycle add/FMA
+ * latency, not by throughput. The sign GEMM reads its filter signs as 16-bit masks (see
+ * hbnn_sign_panel_avx512). The packers are AVX2's.
  * Compiled with per-function target attributes like the AVX2 backend, selected at run time only on
  * CPUs with all of these extensions. Included once, by xhbnn.c, after kernels_avx2.h. */
 #ifndef XHBNN_KERNELS_AVX512_H
@@ -222,6 +225,177 @@ HBNN_AVX512 static void hbnn_xor_gemm_avx512(const hbnn_xor_args *g, int64_t i0,
     case 17: HBNN_AVX512_XOR_LOOP(8, 1, 2) break;  /* four byte-block columns spill registers: slower */
     case 16: HBNN_AVX512_XOR_LOOP(8, 0, 2) break;
     default: hbnn_xor_gemm_portable(g, i0, i1, j0, j1); break;  /* blocks below a byte */
+    }
+}
+
+
+/* ---- sign GEMM (float rows against packed +-1 rows) and float GEMM, 16 filters per zmm ---------- */
+
+/* Epilogue for the 16 columns j..j+15 of one output row; only the first nf exist. */
+HBNN_AVX512_INLINE void hbnn_avx512_store16(const hbnn_epilogue *ep, int64_t j, int64_t nf, __m512 acc, float *out)
+{
+    const __mmask16 m = hbnn_avx512_first((int)nf);
+    if (ep->scale) acc = _mm512_mul_ps(acc, _mm512_maskz_loadu_ps(m, ep->scale + j));
+    if (ep->bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, ep->bias + j));
+    if (ep->relu) acc = _mm512_max_ps(_mm512_setzero_ps(), acc);  /* 0 first: NaN stays NaN */
+    _mm512_mask_storeu_ps(out, m, acc);
+}
+
+/* Sign panel for 16 filters, bit form: the scales [segment][16 filters] (zero past nf), then one
+ * 16-bit mask per element k (bit f set when filter j + f is negative at k). 2 bytes per k instead of
+ * AVX2's 64-byte float rows: a batch-1 dense layer with prebuilt panels streams 32x less memory
+ * (fc1 of LeNet: 50 KB instead of 1.6 MB, more than the L2 cache). Fits in hbnn_sign_panel_floats. */
+HBNN_AVX512 static void hbnn_sign_panel_avx512(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel)
+{
+    uint16_t *masks = (uint16_t *)(panel + g->nseg * HBNN_SIGN_NF);
+    for (int64_t s = 0; s < g->nseg; s++)
+        for (int64_t f = 0; f < HBNN_SIGN_NF; f++) panel[s * HBNN_SIGN_NF + f] = f < nf ? g->scales[(j + f) * g->nseg + s] : 0.0f;
+    const __m512i one = _mm512_set1_epi64(1);
+    for (int64_t w = 0; w < g->nwords; w++) {
+        /* word w of the 16 filters (missing filters: 0 = positive, their scale is 0) */
+        uint64_t word[HBNN_SIGN_NF];
+        for (int64_t f = 0; f < HBNN_SIGN_NF; f++) word[f] = f < nf ? g->bits[(j + f) * g->nwords + w] : 0;
+        const __m512i lo = _mm512_loadu_si512(word), hi = _mm512_loadu_si512(word + 8);
+        const int64_t kmax = g->k - w * 64 < 64 ? g->k - w * 64 : 64;
+        for (int64_t b = 0; b < kmax; b++) {
+            const __m512i bit = _mm512_slli_epi64(one, (unsigned)b);
+            masks[w * 64 + b] = (uint16_t)(_mm512_test_epi64_mask(lo, bit) | (_mm512_test_epi64_mask(hi, bit) << 8));
+        }
+    }
+}
+
+/* MR rows x 16 filters, KU interleaved runs of k per row (MR * KU independent sums hide the latency).
+ * BITS: the panel is hbnn_sign_panel_avx512's (prebuilt, few rows per call: memory-bound); else AVX2's
+ * float panel (built per tile, many rows: the 16-bit masks measured 20 % slower there, 37 vs 46 G MAC/s,
+ * a mask-register load + blend per element against a load + AND + OR).
+ * Inside a segment each signed add is an FMA with +-1.0 (exact: no rounding but the add's). AVX2 sends
+ * half of them through XOR of the sign bit + add to use the add ports too; on Zen 4 with zmm that
+ * measured slower (28 G MAC/s all XOR+add, 40 mixed, 47 all FMA at 128->128 @32, beta (16,2)).
+ * One FMA per segment applies the 16 filter scales. */
+HBNN_AVX512_INLINE __m512 hbnn_avx512_pm1(const int BITS, const float *panel, const uint16_t *masks, int64_t k)
+{
+    if (BITS) return _mm512_mask_blend_ps((__mmask16)masks[k], _mm512_set1_ps(1.0f), _mm512_set1_ps(-1.0f));
+    /* AVX2 panel row: sign masks for filters 0-7, +-1.0 for 8-15; (row AND signbit) OR 1.0 = 16 x +-1.0 */
+    const __m512 signbit = _mm512_castsi512_ps(_mm512_set1_epi32((int)0x80000000u));
+    return _mm512_or_ps(_mm512_and_ps(_mm512_loadu_ps(panel + k * HBNN_SIGN_NF), signbit), _mm512_set1_ps(1.0f));
+}
+
+HBNN_AVX512_INLINE void hbnn_avx512_sign_rows(const hbnn_sign_args *g, const float *panel, const int BITS,
+                                              const int MR, const int KU, int64_t i, int64_t j, int64_t nf)
+{
+    const float *sc = BITS ? panel : panel + g->k * HBNN_SIGN_NF;
+    const uint16_t *masks = (const uint16_t *)(panel + g->nseg * HBNN_SIGN_NF);
+    const float *f[8];
+    __m512 acc[8], sacc[8][4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
+        f[r] = g->f + (i + r) * g->kpad;
+        acc[r] = _mm512_setzero_ps();
+    }
+    for (int64_t s = 0; s < g->nseg; s++) {
+        const int64_t k0 = s * g->seg, k1 = k0 + g->seg < g->k ? k0 + g->seg : g->k;
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+            _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) sacc[r][u] = _mm512_setzero_ps();
+        int64_t k = k0;
+        for (; k + KU <= k1; k += KU) {
+            _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) {
+                const __m512 pm1 = hbnn_avx512_pm1(BITS, panel, masks, k + u);
+                _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+                    sacc[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(f[r][k + u]), pm1, sacc[r][u]);
+            }
+        }
+        for (; k < k1; k++) {
+            const __m512 pm1 = hbnn_avx512_pm1(BITS, panel, masks, k);
+            _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+                sacc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(f[r][k]), pm1, sacc[r][0]);
+        }
+        const __m512 scale = _mm512_loadu_ps(sc + s * HBNN_SIGN_NF);
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
+            __m512 t = sacc[r][0];
+            _Pragma("GCC unroll 4") for (int u = 1; u < KU; u++) t = _mm512_add_ps(t, sacc[r][u]);
+            acc[r] = _mm512_fmadd_ps(scale, t, acc[r]);
+        }
+    }
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+        hbnn_avx512_store16(&g->ep, j, nf, acc[r], g->out + (i + r) * g->ldo + j);
+}
+
+/* Rows [i0, i1) against the panel: 8 at a time, then 4, 2, 1 (with 2 or 4 runs of k for 4 or fewer). */
+#define HBNN_AVX512_SIGN_ROWS(panel, BITS)                                                   \
+    {                                                                                        \
+        int64_t i = i0;                                                                      \
+        for (; i + 8 <= i1; i += 8) hbnn_avx512_sign_rows(g, panel, BITS, 8, 1, i, j, nf);   \
+        if (i + 4 <= i1) {                                                                   \
+            hbnn_avx512_sign_rows(g, panel, BITS, 4, 2, i, j, nf);                           \
+            i += 4;                                                                          \
+        }                                                                                    \
+        if (i + 2 <= i1) {                                                                   \
+            hbnn_avx512_sign_rows(g, panel, BITS, 2, 4, i, j, nf);                           \
+            i += 2;                                                                          \
+        }                                                                                    \
+        if (i < i1) hbnn_avx512_sign_rows(g, panel, BITS, 1, 4, i, j, nf);                   \
+    }
+
+HBNN_AVX512 static void hbnn_sign_gemm_avx512(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0,
+                                              int64_t j1, float *scratch)
+{
+    for (int64_t j = j0; j < j1; j += HBNN_SIGN_NF) {
+        const int64_t nf = j + HBNN_SIGN_NF < j1 ? HBNN_SIGN_NF : j1 - j;
+        if (g->panels)
+            HBNN_AVX512_SIGN_ROWS(g->panels + (j / HBNN_SIGN_NF) * HBNN_SIGN_NF * (g->kpad + g->nseg), 1)
+        else {
+            hbnn_sign_panel_avx2(g, j, nf, scratch);
+            HBNN_AVX512_SIGN_ROWS(scratch, 0)
+        }
+    }
+}
+
+/* Float GEMM: MR rows x 16 filters (one zmm per row), KU interleaved runs of k. */
+HBNN_AVX512_INLINE void hbnn_avx512_dense_rows(const hbnn_dense_args *g, const float *w, const int MR, const int KU,
+                                               int64_t i, int64_t j, int64_t nf)
+{
+    const float *f[8];
+    __m512 acc[8][4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
+        f[r] = g->f + (i + r) * g->k;
+        _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) acc[r][u] = _mm512_setzero_ps();
+    }
+    int64_t k = 0;
+    for (; k + KU <= g->k; k += KU) {
+        _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) {
+            const __m512 wk = _mm512_loadu_ps(w + (k + u) * HBNN_PANEL);
+            _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+                acc[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(f[r][k + u]), wk, acc[r][u]);
+        }
+    }
+    for (; k < g->k; k++) {
+        const __m512 wk = _mm512_loadu_ps(w + k * HBNN_PANEL);
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+            acc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(f[r][k]), wk, acc[r][0]);
+    }
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
+        __m512 t = acc[r][0];
+        _Pragma("GCC unroll 4") for (int u = 1; u < KU; u++) t = _mm512_add_ps(t, acc[r][u]);
+        hbnn_avx512_store16(&g->ep, j, nf, t, g->out + (i + r) * g->ldo + j);
+    }
+}
+
+HBNN_AVX512 static void hbnn_dense_gemm_avx512(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0,
+                                               int64_t j1)
+{
+    for (int64_t j = j0; j < j1; j += HBNN_PANEL) {
+        const int64_t nf = j + HBNN_PANEL < j1 ? HBNN_PANEL : j1 - j;
+        const float *w = g->wpanel + (j / HBNN_PANEL) * g->k * HBNN_PANEL;
+        int64_t i = i0;
+        for (; i + 8 <= i1; i += 8) hbnn_avx512_dense_rows(g, w, 8, 1, i, j, nf);
+        if (i + 4 <= i1) {
+            hbnn_avx512_dense_rows(g, w, 4, 2, i, j, nf);
+            i += 4;
+        }
+        if (i + 2 <= i1) {
+            hbnn_avx512_dense_rows(g, w, 2, 4, i, j, nf);
+            i += 2;
+        }
+        if (i < i1) hbnn_avx512_dense_rows(g, w, 1, 4, i, j, nf);
     }
 }
 

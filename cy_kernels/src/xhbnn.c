@@ -31,10 +31,10 @@ static const hbnn_backend portable_backend = {
 static const hbnn_backend avx2_backend = {
     "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2,
     hbnn_sign_panel_avx2};
-/* AVX-512: its own xor GEMM; the float-heavy sign/float GEMMs and the packers are AVX2's. */
+/* AVX-512: its own GEMMs and sign panels; the packers are AVX2's. */
 static const hbnn_backend avx512_backend = {
-    "avx512", hbnn_xor_gemm_avx512, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2,
-    hbnn_sign_panel_avx2};
+    "avx512", hbnn_xor_gemm_avx512, hbnn_sign_gemm_avx512, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx512,
+    hbnn_sign_panel_avx512};
 
 static int hbnn_cpu_has_avx2(void)
 {
