@@ -1,9 +1,10 @@
 """The daemon's TOML config (``/etc/hbnn/daemon.toml``), parsed and checked into a dataclass.
 
     [model]   path = "...hbn", threads = 1, topk = 3, crop = "center"
-    [source]  spec = "v4l2:/dev/video0", loop = false, frame_timeout_s = 5
+    [source]  spec = "v4l2:/dev/video0", loop = false, frame_timeout_s = 5, max_fps = 0
     [link]    url = "/dev/ttyAMA0?baudrate=921600", protocol = "mavlink", [link.options] ...
-    [daemon]  log_level = "info", status_interval_s = 10, retry_initial_s = 0.5, retry_max_s = 30
+    [daemon]  log_level = "info", status_interval_s = 10, retry_initial_s = 0.5, retry_max_s = 30,
+              stats_file = ""
 
 Only ``model.path`` and ``source.spec`` are required; ``[link]`` is optional (results are
 then only logged). Unknown keys are errors, so a typo never silently falls back to a default.
@@ -37,6 +38,7 @@ class DaemonConfig:
     crop: str = "center"
     loop_source: bool = False
     frame_timeout_s: float = 5.0
+    max_fps: float = 0.0             # 0 = as fast as frames come
     link_url: Optional[str] = None
     protocol: str = "mavlink"
     link_options: Dict[str, Any] = field(default_factory=dict)
@@ -44,6 +46,7 @@ class DaemonConfig:
     status_interval_s: float = 10.0
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+    stats_file: Optional[str] = None  # JSON counters, rewritten every status_interval_s
 
 
 # section -> {toml key: (field name, type)}
@@ -51,10 +54,11 @@ _SCHEMA = {
     "model": {"path": ("model", str), "threads": ("threads", int), "topk": ("topk", int),
               "crop": ("crop", str)},
     "source": {"spec": ("source", str), "loop": ("loop_source", bool),
-               "frame_timeout_s": ("frame_timeout_s", float)},
+               "frame_timeout_s": ("frame_timeout_s", float), "max_fps": ("max_fps", float)},
     "link": {"url": ("link_url", str), "protocol": ("protocol", str), "options": ("link_options", dict)},
     "daemon": {"log_level": ("log_level", str), "status_interval_s": ("status_interval_s", float),
-               "retry_initial_s": ("retry_initial_s", float), "retry_max_s": ("retry_max_s", float)},
+               "retry_initial_s": ("retry_initial_s", float), "retry_max_s": ("retry_max_s", float),
+               "stats_file": ("stats_file", str)},
 }
 
 
@@ -67,7 +71,7 @@ def _check_type(value, kind, where: str):
 
 
 def parse_config(data: Dict[str, Any], origin: str = "config", base_dir: Optional[Path] = None) -> DaemonConfig:
-    """Validate a decoded TOML document. Relative model/npz paths resolve against ``base_dir``."""
+    """Validate a decoded TOML document. Relative model/npz/stats/key paths resolve against ``base_dir``."""
     values: Dict[str, Any] = {}
     for section, content in data.items():
         if section not in _SCHEMA:
@@ -89,6 +93,13 @@ def parse_config(data: Dict[str, Any], origin: str = "config", base_dir: Optiona
         kind, _, rest = values["source"].partition(":")
         if kind in ("npz", "images", "video") and rest and not Path(rest).is_absolute():
             values["source"] = f"{kind}:{base_dir / rest}"
+        if values.get("stats_file") and not Path(values["stats_file"]).is_absolute():
+            values["stats_file"] = str(base_dir / values["stats_file"])
+        key = values.get("link_options", {}).get("signing_key_file")
+        if isinstance(key, str) and key and not Path(key).is_absolute():
+            values["link_options"] = {**values["link_options"], "signing_key_file": str(base_dir / key)}
+    if "stats_file" in values and not values["stats_file"]:
+        values["stats_file"] = None  # stats_file = "" turns it off
     cfg = DaemonConfig(**values)
     if cfg.log_level.lower() not in LOG_LEVELS:
         raise ConfigError(f"Expected daemon.log_level in {LOG_LEVELS}, got {cfg.log_level!r}")
@@ -99,6 +110,8 @@ def parse_config(data: Dict[str, Any], origin: str = "config", base_dir: Optiona
     if not (0 < cfg.retry_initial_s <= cfg.retry_max_s):
         raise ConfigError(f"Expected 0 < retry_initial_s <= retry_max_s, got {cfg.retry_initial_s}, "
                           f"{cfg.retry_max_s}")
+    if cfg.max_fps < 0:
+        raise ConfigError(f"Expected source.max_fps >= 0 (0 = unlimited), got {cfg.max_fps}")
     if cfg.frame_timeout_s <= 0 or cfg.status_interval_s <= 0:
         raise ConfigError("Expected positive source.frame_timeout_s and daemon.status_interval_s, got "
                           f"{cfg.frame_timeout_s}, {cfg.status_interval_s}")

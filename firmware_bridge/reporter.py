@@ -156,6 +156,11 @@ class Reporter(LinkLoop):
         self._wake()
         return True
 
+    @property
+    def link_up(self) -> bool:
+        """Whether the port is open now; cheap (no lock, no copy), for polling once per frame."""
+        return self._link_up
+
     def stats(self) -> Dict[str, Any]:
         """A snapshot of the counters (see the package docstring for their meaning)."""
         now = self._clock()
