@@ -1,4 +1,4 @@
-"""``hbnn infer``, ``hbnn daemon``, ``hbnn demo``, ``hbnn bench models`` and ``hbnn bench memory``.
+"""``hbnn infer``, ``hbnn daemon``, ``hbnn demo``, ``hbnn bench models``, ``bench memory`` and ``bench soak``.
 
 Registration is cheap (argparse only); each handler imports what it needs.
 """
@@ -55,6 +55,8 @@ def register(sub, bench_sub) -> None:
         p.add_argument("--model", default=str(BUNDLED_MODEL))
         p.add_argument("--frames", type=int, default=10000)
         p.set_defaults(func=cmd_bench_memory)
+        from .soak import register_soak  # its handler lives in edge/soak.py
+        register_soak(bench_sub)
 
 
 def add_bench_models_arguments(p) -> None:
