@@ -11,7 +11,7 @@ Paths (see docs/DESIGN.md):
   xor   both sides binarized, blocks of >= 8 bits: XOR + popcount GEMM on packed im2col
   sign  float activations (beta_a = 1, or activations binarized to floats when their
         blocks are too short for bit packing) against packed +-1 weights: adds/subtracts
-  float full-precision weights: BLAS (numpy.matmul) on float im2col
+  float full-precision weights: the backend's float GEMM on float im2col
 """
 import os
 import threading
@@ -169,6 +169,12 @@ cdef inline const float *_fptr(object a):
     return &v[0]
 
 
+cdef inline float *_wptr(object a):
+    """Pointer to a writable float32 C-contiguous array's data."""
+    cdef float[::1] v = a.reshape(-1)
+    return &v[0]
+
+
 cdef inline void _set_epilogue(hbnn_epilogue *ep, outs, outb, bint relu):
     """The fused per-output-channel scale, bias and ReLU of every GEMM path."""
     ep.scale = _fptr(outs)
@@ -276,6 +282,18 @@ cdef class ConvPlan:
     cdef int binarize_acts
     cdef object wbits, wscales, lens, abits, ascales, img_bits, img_scales, cols, acts, wpanel, direct
     cdef object pw_bits, pw_scales, panels
+    # C arguments filled once by _bind (every internal buffer's address); a call sets x, out, epilogue
+    cdef int path_id
+    cdef bint is_direct
+    cdef hbnn_xor_args gx
+    cdef hbnn_conv_geometry cg
+    cdef hbnn_sign_args gs
+    cdef hbnn_dense_args gd
+    cdef float *acts_p
+    cdef float *cols_p
+    cdef uint64_t *abits_p
+    cdef float *ascales_p
+    cdef int64_t row_len
 
     def __init__(self, pw, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad):
         self.lock = threading.Lock()
@@ -306,6 +324,7 @@ cdef class ConvPlan:
             else:
                 self.wpanel = _dense_panel(_dequantized(pw))
                 self._plan_float(None, True)
+        self._bind()
 
     def _plan_float(self, pw, bint binarize_acts):
         self.path = "float"
@@ -340,56 +359,6 @@ cdef class ConvPlan:
             # zero border = zero padding after binarization; only the interior is ever written
             self.img_bits = np.zeros((self.b, hp, wp, self.wc), dtype=np.uint64)
             self.img_scales = np.zeros((self.b, hp, wp, self.pix_blk), dtype=np.float32)
-
-    def run(self, x, ins, inb, outs, outb, bint relu, result, int threads):
-        if self.path == "xor":
-            self._run_xor(x, ins, inb, outs, outb, relu, result, threads)
-        elif self.path == "sign":
-            self._run_sign(x, ins, inb, outs, outb, relu, result, threads)
-        else:
-            self._run_float(x, ins, inb, outs, outb, relu, result, threads)
-
-    cdef object _float_input(self, x, ins, inb):
-        """The float activations the im2col reads, and whether it must still apply the affine."""
-        cdef const float[:, :, :, ::1] xv = x
-        cdef float[:, :, :, ::1] av
-        if not self.binarize_acts:
-            return x, True
-        cdef const float *s = _fptr(ins)
-        cdef const float *bias = _fptr(inb)
-        av = self.acts
-        with nogil:
-            hbnn_binarize_float(&xv[0, 0, 0, 0], self.b * self.h * self.w, self.c, s, bias,
-                                self.seg_a, &av[0, 0, 0, 0])
-        return self.acts, False
-
-    cdef void _float_cols(self, src, bint affine, ins, inb, int64_t row_len, int threads):
-        cdef const float[:, :, :, ::1] sv = src
-        cdef float[:, ::1] cv = self.cols
-        cdef const float *s = _fptr(ins) if affine else NULL
-        cdef const float *bias = _fptr(inb) if affine else NULL
-        with nogil:
-            hbnn_im2col_float(&sv[0, 0, 0, 0], self.b, self.h, self.w, self.c, s, bias, self.kh, self.kw,
-                              self.stride, self.pad, self.oh, self.ow, &cv[0, 0], row_len, threads)
-
-    def _run_float(self, x, ins, inb, outs, outb, bint relu, result, int threads):
-        cdef hbnn_dense_args g
-        cdef float[:, ::1] cv
-        cdef const float[:, :, ::1] wv = self.wpanel
-        cdef float[::1] ov = result.reshape(-1)
-        src, affine = self._float_input(x, ins, inb)
-        self._float_cols(src, affine, ins, inb, self.k, threads)
-        cv = self.cols
-        g.f = &cv[0, 0]
-        g.m = self.p
-        g.k = self.k
-        g.wpanel = &wv[0, 0, 0]
-        g.n = self.o
-        g.out = &ov[0]
-        g.ldo = self.o
-        _set_epilogue(&g.ep, outs, outb, relu)
-        with nogil:
-            hbnn_dense_gemm(_backend, &g, threads)
 
     cdef void _sign_args(self, hbnn_sign_args *g):
         """Everything of the sign GEMM's arguments that does not change between calls."""
@@ -427,66 +396,96 @@ cdef class ConvPlan:
         if hbnn_sign_build_panels(_backend, &g, &pv[0]):
             self.panels = panels
 
-    def _run_sign(self, x, ins, inb, outs, outb, bint relu, result, int threads):
-        cdef hbnn_sign_args g
+    cdef void _bind(self):
+        """Fill the C arguments that never change: shapes and the addresses of the plan's own buffers
+        (held by this object, so the addresses stay valid). A call then only sets x, out and the
+        epilogue: no memoryview, no allocation, which matters for layers of a few microseconds."""
         cdef float[:, ::1] cv
-        cdef float[::1] ov = result.reshape(-1)
-        src, affine = self._float_input(x, ins, inb)
-        self._float_cols(src, affine, ins, inb, self.kpad, threads)
-        cv = self.cols
-        self._sign_args(&g)
-        g.f = &cv[0, 0]
-        g.out = &ov[0]
-        g.ldo = self.o
-        _set_epilogue(&g.ep, outs, outb, relu)
-        with nogil:
-            hbnn_sign_gemm(_backend, &g, threads)
-
-    def _run_xor(self, x, ins, inb, outs, outb, bint relu, result, int threads):
-        cdef hbnn_xor_args g
-        cdef hbnn_conv_geometry cg
-        cdef const float[:, :, :, ::1] xv = x
-        cdef uint64_t[:, ::1] abits = self.abits
-        cdef float[:, ::1] ascales = self.ascales
+        cdef float[:, :, :, ::1] av
+        cdef const float[:, :, ::1] wv
+        cdef uint64_t[:, ::1] abits
+        cdef float[:, ::1] ascales
         cdef uint64_t[:, :, :, ::1] ib
         cdef float[:, :, :, ::1] isc
-        cdef uint64_t[:, ::1] wb = self.wbits
-        cdef float[:, ::1] ws = self.wscales
-        cdef float[::1] lens = self.lens
-        cdef float[::1] ov = result.reshape(-1)
+        cdef const uint64_t[:, ::1] wb
+        cdef const float[:, ::1] ws
+        cdef const float[::1] lens
+        self.acts_p = NULL
+        self.cols_p = NULL
+        if self.acts is not None:
+            av = self.acts
+            self.acts_p = &av[0, 0, 0, 0]
+        if self.path == "float":
+            self.path_id = 0
+            cv = self.cols
+            wv = self.wpanel
+            self.cols_p, self.row_len = &cv[0, 0], self.k
+            self.gd.f, self.gd.m, self.gd.k, self.gd.wpanel = &cv[0, 0], self.p, self.k, &wv[0, 0, 0]
+            self.gd.n, self.gd.ldo = self.o, self.o
+        elif self.path == "sign":
+            self.path_id = 1
+            cv = self.cols
+            self.cols_p, self.row_len = &cv[0, 0], self.kpad
+            self._sign_args(&self.gs)
+            self.gs.f, self.gs.ldo = &cv[0, 0], self.o
+        else:
+            self.path_id = 2
+            self.is_direct = bool(self.direct)
+            abits, ascales = self.abits, self.ascales
+            wb, ws, lens = self.wbits, self.wscales, self.lens
+            self.abits_p, self.ascales_p = &abits[0, 0], &ascales[0, 0]
+            self.gx.a, self.gx.as_, self.gx.m = &abits[0, 0], &ascales[0, 0], self.p
+            self.gx.b, self.gx.bs, self.gx.n = &wb[0, 0], &ws[0, 0], self.o
+            self.gx.kwords, self.gx.nblk, self.gx.L, self.gx.len = self.row_words, self.row_blk, <int>self.L, &lens[0]
+            self.gx.ldo = self.o
+            if not self.direct:
+                ib, isc = self.img_bits, self.img_scales
+                self.cg.batch, self.cg.h, self.cg.w, self.cg.c = self.b, self.h, self.w, self.c
+                self.cg.seg, self.cg.pad = self.seg_a, self.pad
+                self.cg.img_bits, self.cg.img_scales = &ib[0, 0, 0, 0], &isc[0, 0, 0, 0]
+                self.cg.pix_words, self.cg.pix_blk = self.wc, self.pix_blk
+                self.cg.kh, self.cg.kw, self.cg.stride, self.cg.oh, self.cg.ow = \
+                    self.kh, self.kw, self.stride, self.oh, self.ow
+
+    cdef void run_ptr(self, const float *x, float *out, const float *ins, const float *inb, const float *outs,
+                      const float *outb, bint relu, int threads) noexcept nogil:
+        """One call on raw pointers (x and out of this plan's shapes; ins..outb NULL when absent)."""
+        cdef const float *src = x
+        cdef hbnn_epilogue ep
+        ep.scale, ep.bias, ep.relu = outs, outb, relu
+        if self.path_id == 2:
+            self.gx.out, self.gx.ep = out, ep
+            if self.is_direct:
+                # a dense layer: its rows are already the GEMM's rows, no image and no im2col
+                hbnn_pack_rows(_backend, x, self.p, self.c, self.c, ins, inb, self.seg_a, self.abits_p,
+                               self.row_words, self.ascales_p, self.row_blk, <int>self.L, threads)
+                hbnn_xor_gemm(_backend, &self.gx, threads)
+            else:
+                self.cg.x, self.cg.in_scale, self.cg.in_bias = x, ins, inb
+                hbnn_conv_xor(_backend, &self.cg, &self.gx, threads)
+            return
+        if self.binarize_acts:
+            # the affine goes into the binarization; the im2col then copies plain floats
+            hbnn_binarize_float(x, self.b * self.h * self.w, self.c, ins, inb, self.seg_a, self.acts_p)
+            src, ins, inb = self.acts_p, NULL, NULL
+        hbnn_im2col_float(src, self.b, self.h, self.w, self.c, ins, inb, self.kh, self.kw, self.stride, self.pad,
+                          self.oh, self.ow, self.cols_p, self.row_len, threads)
+        if self.path_id == 1:
+            self.gs.out, self.gs.ep = out, ep
+            hbnn_sign_gemm(_backend, &self.gs, threads)
+        else:
+            self.gd.out, self.gd.ep = out, ep
+            hbnn_dense_gemm(_backend, &self.gd, threads)
+
+    def run(self, x, ins, inb, outs, outb, bint relu, result, int threads):
+        cdef const float *xp = _fptr(x)
+        cdef float *op = _wptr(result)
         cdef const float *s = _fptr(ins)
         cdef const float *bias = _fptr(inb)
-        g.a = &abits[0, 0]
-        g.as_ = &ascales[0, 0]
-        g.m = self.p
-        g.b = &wb[0, 0]
-        g.bs = &ws[0, 0]
-        g.n = self.o
-        g.kwords = self.row_words
-        g.nblk = self.row_blk
-        g.L = <int>self.L
-        g.len = &lens[0]
-        g.out = &ov[0]
-        g.ldo = self.o
-        _set_epilogue(&g.ep, outs, outb, relu)
-        if self.direct:
-            # a dense layer: its rows are already the GEMM's rows, no image and no im2col
-            with nogil:
-                hbnn_pack_rows(_backend, &xv[0, 0, 0, 0], self.p, self.c, self.c, s, bias, self.seg_a,
-                               &abits[0, 0], self.row_words, &ascales[0, 0], self.row_blk, <int>self.L, threads)
-                hbnn_xor_gemm(_backend, &g, threads)
-            return
-        ib = self.img_bits
-        isc = self.img_scales
-        cg.x = &xv[0, 0, 0, 0]
-        cg.batch, cg.h, cg.w, cg.c = self.b, self.h, self.w, self.c
-        cg.in_scale, cg.in_bias = s, bias
-        cg.seg, cg.pad = self.seg_a, self.pad
-        cg.img_bits, cg.img_scales = &ib[0, 0, 0, 0], &isc[0, 0, 0, 0]
-        cg.pix_words, cg.pix_blk = self.wc, self.pix_blk
-        cg.kh, cg.kw, cg.stride, cg.oh, cg.ow = self.kh, self.kw, self.stride, self.oh, self.ow
+        cdef const float *os = _fptr(outs)
+        cdef const float *ob = _fptr(outb)
         with nogil:
-            hbnn_conv_xor(_backend, &cg, &g, threads)
+            self.run_ptr(xp, op, s, bias, os, ob, relu, threads)
 
 
 def _plan_for(pw, tuple xshape, int64_t beta_a, int64_t stride, int64_t pad):
@@ -529,16 +528,25 @@ cdef class PreparedOp:
     """One conv/linear bound to its weights, input shape, epilogue and buffers.
 
     Built by cy_kernels.prepare_conv2d / prepare_linear after full validation; a call only
-    checks that x and out are the expected float32 C-contiguous arrays, then runs. Not
-    thread-safe: give each thread its own PreparedOp.
+    checks that x and out are the expected float32 C-contiguous arrays, then runs. Calling again
+    with the very same x and out arrays (what an interpreter does every frame) skips even that
+    and reuses their addresses: do not resize them in place between calls. Not thread-safe: give
+    each thread its own PreparedOp.
     """
     cdef ConvPlan plan
     cdef readonly tuple input_shape
     cdef readonly tuple output_shape
     cdef tuple conv_shape
     cdef object ins, inb, outs, outb
+    cdef const float *ins_p
+    cdef const float *inb_p
+    cdef const float *outs_p
+    cdef const float *outb_p
     cdef bint relu
     cdef int threads
+    cdef object last_x, last_out    # the arrays of the last call, and their data addresses
+    cdef const float *last_xp
+    cdef float *last_outp
 
     def __init__(self, pw, tuple input_shape, tuple conv_shape, tuple output_shape, int64_t beta_a,
                  int64_t stride, int64_t padding, int threads, ins, inb, outs, outb, bint relu):
@@ -546,6 +554,7 @@ cdef class PreparedOp:
         self.input_shape, self.conv_shape, self.output_shape = input_shape, conv_shape, output_shape
         self.threads = threads
         self.ins, self.inb, self.outs, self.outb, self.relu = ins, inb, outs, outb, relu
+        self.ins_p, self.inb_p, self.outs_p, self.outb_p = _fptr(ins), _fptr(inb), _fptr(outs), _fptr(outb)
 
     @property
     def path(self):
@@ -553,15 +562,26 @@ cdef class PreparedOp:
         return self.plan.path
 
     def __call__(self, x, out=None):
+        if x is self.last_x and out is self.last_out and x.shape == self.input_shape \
+                and out.shape == self.output_shape:
+            with nogil:
+                self.plan.run_ptr(self.last_xp, self.last_outp, self.ins_p, self.inb_p, self.outs_p, self.outb_p,
+                                  self.relu, self.threads)
+            return out
         if type(x) is not np.ndarray or x.dtype != np.float32 or x.shape != self.input_shape \
                 or not x.flags.c_contiguous:
             raise ValueError(f"Expected x as a C-contiguous float32 array of shape {self.input_shape}, got "
                              f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
-        if out is None:
+        given = out is not None
+        if not given:
             out = np.empty(self.output_shape, dtype=np.float32)
         elif type(out) is not np.ndarray or out.dtype != np.float32 or out.shape != self.output_shape \
                 or not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError(f"Expected out as a writable C-contiguous float32 array of shape {self.output_shape}")
-        xin = x if self.conv_shape == self.input_shape else x.reshape(self.conv_shape)
-        self.plan.run(xin, self.ins, self.inb, self.outs, self.outb, self.relu, out, self.threads)
+        cdef const float *xp = _fptr(x)
+        cdef float *op = _wptr(out)
+        with nogil:
+            self.plan.run_ptr(xp, op, self.ins_p, self.inb_p, self.outs_p, self.outb_p, self.relu, self.threads)
+        if given:
+            self.last_x, self.last_out, self.last_xp, self.last_outp = x, out, xp, op
         return out

@@ -118,10 +118,20 @@ static void hbnn_run_tiles(const hbnn_backend *be, const void *args, hbnn_tile_f
     const int64_t tj = (n + tn - 1) / tn;
     const int64_t total = ((m + tm - 1) / tm) * tj;
     const int nt = hbnn_threads(threads);
-    (void)nt;
-    (void)parallel;
+    /* No OpenMP region at all when it would run on one thread: even if(0) costs ~0.35 us (libgomp
+     * builds a team of one), several times per frame on a small network. */
+    if (!(nt > 1 && total > 1 && parallel)) {
+        float *raw = scratch_floats ? (float *)malloc((size_t)scratch_floats * sizeof(float) + 64) : NULL;
+        float *scratch = raw ? (float *)(((uintptr_t)raw + 31) & ~(uintptr_t)31) : NULL;
+        for (int64_t t = 0; t < total; t++) {
+            const int64_t i0 = (t / tj) * tm, j0 = (t % tj) * tn;
+            fn(be, args, i0, i0 + tm < m ? i0 + tm : m, j0, j0 + tn < n ? j0 + tn : n, scratch);
+        }
+        free(raw);
+        return;
+    }
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) if (nt > 1 && total > 1 && parallel)
+#pragma omp parallel num_threads(nt)
 #endif
     {
         float *raw = scratch_floats ? (float *)malloc((size_t)scratch_floats * sizeof(float) + 64) : NULL;
@@ -203,10 +213,12 @@ void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_
     const int nt = hbnn_threads(threads);
     const int64_t chunk = 64;
     const int64_t nchunks = (rows + chunk - 1) / chunk;
-    (void)nt;
+    if (!(nt > 1 && nchunks > 1 && rows * n * 4 >= HBNN_MIN_PARALLEL_BYTES)) {
+        be->pack_rows(x, rows, n, xstride, in_scale, in_bias, seg, bits, bstride, scales, sstride, L);
+        return;
+    }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) \
-    if (nt > 1 && nchunks > 1 && rows * n * 4 >= HBNN_MIN_PARALLEL_BYTES)
+#pragma omp parallel for schedule(static) num_threads(nt)
 #endif
     for (int64_t c = 0; c < nchunks; c++) {
         const int64_t r0 = c * chunk;
@@ -251,11 +263,19 @@ void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const h
     const int64_t tj = (g->n + HBNN_TILE_N - 1) / HBNN_TILE_N;
     const int64_t tiles = ((g->m + HBNN_TILE_M - 1) / HBNN_TILE_M) * tj;
     const int nt = hbnn_threads(threads);
-    (void)nt;
+    if (!(nt > 1 && g->m * g->n * g->kwords * 64 >= HBNN_MIN_PARALLEL_BINARY_MACS)) {
+        for (int64_t by = 0; by < cg->batch * cg->h; by++) hbnn_pack_image_row(be, cg, g->L, by);
+        for (int64_t by = 0; by < cg->batch * cg->oh; by++) hbnn_im2col_bits_row(cg, g, by);
+        for (int64_t t = 0; t < tiles; t++) {
+            const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
+            be->xor_gemm(g, i0, i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m, j0,
+                         j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n);
+        }
+        return;
+    }
     /* one parallel region for the three phases: waking sleeping workers once, not three times */
 #ifdef _OPENMP
-#pragma omp parallel num_threads(nt) \
-    if (nt > 1 && g->m * g->n * g->kwords * 64 >= HBNN_MIN_PARALLEL_BINARY_MACS)
+#pragma omp parallel num_threads(nt)
 #endif
     {
 #ifdef _OPENMP
@@ -277,54 +297,84 @@ void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const h
     }
 }
 
-void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
-                       const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
-                       int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst, int64_t row_len,
-                       int threads)
+typedef struct {
+    const float *x;
+    int64_t batch, h, w, c, kh, kw, stride, pad, oh, ow, row_len;
+    const float *in_scale, *in_bias;  /* NULL both: no affine */
+    float *dst;
+} hbnn_im2col_job;
+
+/* The im2col rows of output image row `by` (all ow output pixels). */
+static void hbnn_im2col_float_row(const hbnn_im2col_job *j, int64_t by)
 {
-    const int64_t rows = batch * oh * ow;
-    const int affine = in_scale != NULL || in_bias != NULL;
-    const int nt = hbnn_threads(threads);
-    (void)nt;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) \
-    if (nt > 1 && rows * row_len * 4 >= HBNN_MIN_PARALLEL_BYTES)
-#endif
-    for (int64_t by = 0; by < batch * oh; by++)
-    for (int64_t ox = 0; ox < ow; ox++) {
-        const int64_t b = by / oh, oy = by % oh, r = by * ow + ox;
-        float *drow = dst + r * row_len;
+    const int64_t c = j->c, kw = j->kw;
+    const int affine = j->in_scale != NULL || j->in_bias != NULL;
+    for (int64_t ox = 0; ox < j->ow; ox++) {
+        const int64_t b = by / j->oh, oy = by % j->oh, r = by * j->ow + ox;
+        float *drow = j->dst + r * j->row_len;
         int64_t k = 0;
-        for (int64_t ky = 0; ky < kh; ky++) {
-            const int64_t iy = oy * stride + ky - pad;
-            const int64_t ix0 = ox * stride - pad;
-            if (iy < 0 || iy >= h) {
+        for (int64_t ky = 0; ky < j->kh; ky++) {
+            const int64_t iy = oy * j->stride + ky - j->pad;
+            const int64_t ix0 = ox * j->stride - j->pad;
+            if (iy < 0 || iy >= j->h) {
                 /* padding after the affine: exact 0 */
                 for (int64_t t = 0; t < kw * c; t++) drow[k + t] = 0.0f;
                 k += kw * c;
                 continue;
             }
-            const float *src = x + ((b * h + iy) * w) * c;
-            if (!affine && ix0 >= 0 && ix0 + kw <= w) {
-                /* the whole kernel row is inside the image: kw * c contiguous floats */
+            const float *src = j->x + ((b * j->h + iy) * j->w) * c;
+            if (!affine && ix0 >= 0 && ix0 + kw <= j->w) {
+                /* the whole kernel row is inside the image: kw * c contiguous floats (a loop for short
+                 * runs: 5 floats per memcpy call made LeNet's first layer mostly call overhead) */
                 const float *s0 = src + ix0 * c;
-                memcpy(drow + k, s0, (size_t)(kw * c) * sizeof(float));
+                if (kw * c >= 64) memcpy(drow + k, s0, (size_t)(kw * c) * sizeof(float));
+                else
+                    for (int64_t t = 0; t < kw * c; t++) drow[k + t] = s0[t];
                 k += kw * c;
                 continue;
             }
             for (int64_t kx = 0; kx < kw; kx++, k += c) {
                 const int64_t ix = ix0 + kx;
-                if (ix < 0 || ix >= w) {
+                if (ix < 0 || ix >= j->w) {
                     for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = 0.0f;
                 } else if (!affine) {
                     for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = src[ix * c + ch];
                 } else {
-                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = hbnn_affine(src + ix * c, in_scale, in_bias, ch);
+                    for (int64_t ch = 0; ch < c; ch++)
+                        drow[k + ch] = hbnn_affine(src + ix * c, j->in_scale, j->in_bias, ch);
                 }
             }
         }
-        for (; k < row_len; k++) drow[k] = 0.0f;
+        for (; k < j->row_len; k++) drow[k] = 0.0f;
     }
+}
+
+void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
+                       const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
+                       int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst, int64_t row_len,
+                       int threads)
+{
+    hbnn_im2col_job job = {x, batch, h, w, c, kh, kw, stride, pad, oh, ow, row_len, in_scale, in_bias, dst};
+    const int64_t pixels = batch * h * w;
+    /* The affine once per input element, not once per im2col copy (kh * kw times); padding stays an
+     * exact 0 because only in-image pixels are read. Without memory for the copy: per element. */
+    float *xa = in_scale || in_bias ? (float *)malloc((size_t)(pixels * c) * sizeof(float)) : NULL;
+    if (xa) {
+        for (int64_t p = 0; p < pixels; p++)
+            for (int64_t ch = 0; ch < c; ch++) xa[p * c + ch] = hbnn_affine(x + p * c, in_scale, in_bias, ch);
+        job.x = xa;
+        job.in_scale = job.in_bias = NULL;
+    }
+    const int nt = hbnn_threads(threads);
+    if (nt > 1 && batch * oh * ow * row_len * 4 >= HBNN_MIN_PARALLEL_BYTES) {
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt)
+#endif
+        for (int64_t by = 0; by < batch * oh; by++) hbnn_im2col_float_row(&job, by);
+    } else {
+        for (int64_t by = 0; by < batch * oh; by++) hbnn_im2col_float_row(&job, by);
+    }
+    free(xa);
 }
 
 /* One row: scale * sign per segment. `tmp` holds the row after the affine (NULL: no affine). */
