@@ -53,3 +53,12 @@ test-asan: $(STAMP)
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not no_emulation" \
 		tests/cy_kernels tests/edge/test_interpreter.py tests/edge/test_format.py tests/edge/test_format_corruption.py
+
+# The long fuzz run (tests/fuzz/, docs in scripts/fuzz-long): 100,000 seeded cases each for the model
+# loader, the framed decoder (+ the C decoder differential) and the MAVLink parser; ~20 min, one core.
+FUZZ_CASES ?= 100000
+FUZZ_SEED ?= 1
+.PHONY: fuzz-long
+fuzz-long: build
+	mkdir -p .cache
+	nice -n 19 $(PY) scripts/fuzz-long --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) --json .cache/fuzz-long.json

@@ -178,27 +178,65 @@ def _write_container(path, arrays: Dict[str, np.ndarray], meta: Dict[str, str], 
 
 # ---- reading ------------------------------------------------------------------------------
 
+def _brief(value, limit: int = 120) -> str:
+    """repr() of a header value for an error message, cut: a hostile header may hold megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _check_text(text: str, what: str) -> None:
+    """Header strings are hashed as UTF-8 (the digest) and printed by the tools; a lone surrogate
+    escape such as "\\ud800" is valid JSON but decodes to a str with no UTF-8 form (found by
+    fuzzing: it raised UnicodeEncodeError instead of ModelFormatError)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ModelFormatError(f"Expected valid Unicode text in {what}, got a lone surrogate escape in "
+                               f"{_brief(text)}") from None
+
+
+def _shape_bytes(shape: list, itemsize: int, limit: int) -> Optional[int]:
+    """Bytes of a tensor of ``shape``, or None once the product passes ``limit`` (and 2**64).
+
+    Stopping early keeps a shape of thousands of huge dimensions from costing quadratic time in
+    big-integer products and from yielding a number too long to print (found by fuzzing: 20,000
+    dims of 2**62 took seconds, then str() raised ValueError).
+    """
+    if 0 in shape:
+        return 0
+    cap = max(limit, 1 << 64)
+    total = itemsize
+    for s in shape:
+        total *= s
+        if total > cap:
+            return None
+    return total
+
+
 def _check_table(header: dict, data_len: int, data_start: int) -> Dict[str, dict]:
     """Every tensor entry well-formed, aligned, in bounds, no gaps or overlaps, covering the data."""
     table, spans = {}, []
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        _check_text(name, "a tensor name")
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise ModelFormatError(f"Expected tensor {name!r} entry with dtype, shape, data_offsets, got {info!r}")
+            raise ModelFormatError(f"Expected tensor {name!r} entry with dtype, shape, data_offsets, "
+                                   f"got {_brief(info)}")
         dtype, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
         if dtype not in DTYPES:
-            raise ModelFormatError(f"Expected tensor {name!r} of dtype U64 or F32, got {dtype!r}")
+            raise ModelFormatError(f"Expected tensor {name!r} of dtype U64 or F32, got {_brief(dtype)}")
         if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
-            raise ModelFormatError(f"Expected tensor {name!r} shape as a list of ints >= 0, got {shape!r}")
+            raise ModelFormatError(f"Expected tensor {name!r} shape as a list of ints >= 0, got {_brief(shape)}")
         if not isinstance(offs, list) or len(offs) != 2 or not all(type(o) is int for o in offs) \
                 or not 0 <= offs[0] <= offs[1]:
-            raise ModelFormatError(f"Expected tensor {name!r} data_offsets [start, end], got {offs!r}")
-        count = math.prod(shape)
+            raise ModelFormatError(f"Expected tensor {name!r} data_offsets [start, end], got {_brief(offs)}")
         size = DTYPES[dtype].itemsize
-        if offs[1] - offs[0] != count * size:
-            raise ModelFormatError(f"Expected tensor {name!r} of {count * size} bytes for shape {shape}, "
-                                   f"got {offs[1] - offs[0]}")
+        span = offs[1] - offs[0]
+        nbytes = _shape_bytes(shape, size, span)
+        if nbytes != span:
+            want = f"more than {span}" if nbytes is None else f"{nbytes}"
+            raise ModelFormatError(f"Expected tensor {name!r} of {want} bytes for shape {_brief(shape)}, got {span}")
         if (data_start + offs[0]) % size:
             raise ModelFormatError(f"Expected tensor {name!r} aligned to {size} bytes, got offset "
                                    f"{data_start + offs[0]}")
@@ -232,8 +270,11 @@ def _check_metadata(header: dict) -> Dict[str, str]:
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise ModelFormatError("Expected a safetensors __metadata__ object of strings, got none "
                                "(not a .hbn model)")
+    for key, value in meta.items():
+        _check_text(key, "a metadata key")
+        _check_text(value, f"metadata {_brief(key)}")
     if meta.get("format") != FORMAT_NAME:
-        raise ModelFormatError(f"Expected format {FORMAT_NAME!r} (bad magic), got {meta.get('format')!r}")
+        raise ModelFormatError(f"Expected format {FORMAT_NAME!r} (bad magic), got {_brief(meta.get('format'))}")
     for key in REQUIRED_KEYS:
         if key not in meta:
             raise ModelFormatError(f"Expected metadata key {key!r}, got keys {sorted(meta)}")

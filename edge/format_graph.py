@@ -21,6 +21,17 @@ LAYOUTS = ("NHWC",)
 MAX_ACTIVATION_ELEMENTS = 1 << 26
 MAX_TOTAL_ACTIVATIONS = 1 << 28  # all layers' buffers together (1 GiB per sample)
 MAX_LAYERS = 4096
+# Geometry ints (input dims, weight_shape entries, kernel, stride, padding) never need to exceed the
+# activation cap. Bounding each keeps every product of them small (found by fuzzing: a padding of
+# 10**4000 made str() of an 8000-digit activation count raise ValueError, not ModelFormatError).
+MAX_DIM = MAX_ACTIVATION_ELEMENTS
+# The input spec keeps one mean and one std per channel, and a graph without labels gets one
+# generated label per output: both grow with numbers the graph declares, not with the bytes of
+# the file, so they are bounded (found by fuzzing: an input of 2**26 channels made a 2 KB file
+# allocate 512 MiB of default means; 2**40 channels raised MemoryError). Camera frames have 1-4
+# channels; class ids are uint16 on both wire formats (firmware_bridge), so 65536 classes at most.
+MAX_INPUT_CHANNELS = 4096
+MAX_CLASSES = 1 << 16
 
 Shape = Tuple[int, ...]
 
@@ -29,9 +40,18 @@ def _fail(msg: str) -> None:
     raise ModelFormatError(msg)
 
 
-def _int(value, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        _fail(f"Expected {what} to be an int >= {minimum}, got {value!r}")
+def _int(value, what: str, minimum: int, maximum: int = MAX_DIM) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        _fail(f"Expected {what} to be an int in {minimum}..{maximum}, got {value!r}")
+    return value
+
+
+def _text(value: str, what: str) -> str:
+    """Names and labels are printed and hashed as UTF-8: refuse a lone surrogate escape ("\\ud800")."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        _fail(f"Expected {what} to be valid Unicode text, got a lone surrogate escape in {value[:80]!r}")
     return value
 
 
@@ -51,7 +71,7 @@ def _name(value, what: str, optional: bool = False) -> Optional[str]:
         return None
     if not isinstance(value, str) or not value:
         _fail(f"Expected {what} to be a non-empty string{' or null' if optional else ''}, got {value!r}")
-    return value
+    return _text(value, what)
 
 
 def _beta(value, what: str) -> Optional[int]:
@@ -71,10 +91,12 @@ def _normalize_input(spec) -> dict:
     if layout not in LAYOUTS:
         _fail(f"Expected input layout in {LAYOUTS}, got {layout!r}")
     c = shape[2]
+    if c > MAX_INPUT_CHANNELS:
+        _fail(f"Expected at most {MAX_INPUT_CHANNELS} input channels, got {c}")
     out = {"shape": shape, "layout": layout,
            "pixel_scale": _number(spec.get("pixel_scale", 1.0 / 255.0), "input pixel_scale", True)}
     for key, default, positive in (("mean", 0.0, False), ("std", 1.0, True)):
-        vals = spec.get(key, [default] * c)
+        vals = spec[key] if key in spec else [default]
         if isinstance(vals, (int, float)) and not isinstance(vals, bool):
             vals = [vals]
         if not isinstance(vals, (list, tuple)) or len(vals) not in (1, c):
@@ -136,7 +158,8 @@ def normalize_graph(graph) -> dict:
         _fail(f"Expected graph['layers'] to be a non-empty list, got {type(layers).__name__}")
     if len(layers) > MAX_LAYERS:
         _fail(f"Expected at most {MAX_LAYERS} layers, got {len(layers)}")
-    out = {"arch": str(graph.get("arch", "custom")), "input": _normalize_input(graph.get("input")),
+    out = {"arch": _text(str(graph.get("arch", "custom")), "graph['arch']"),
+           "input": _normalize_input(graph.get("input")),
            "layers": [_normalize_layer(i, layer) for i, layer in enumerate(layers)]}
     names = [layer["name"] for layer in out["layers"]]
     if len(set(names)) != len(names):
@@ -146,7 +169,7 @@ def normalize_graph(graph) -> dict:
     if labels is not None:
         if not isinstance(labels, (list, tuple)) or not all(isinstance(s, str) for s in labels):
             _fail(f"Expected graph['labels'] to be a list of strings, got {labels!r}")
-        labels = list(labels)
+        labels = [_text(s, "each label") for s in labels]
     out["labels"] = labels
     return out
 
@@ -213,6 +236,8 @@ def infer_shapes(graph: dict) -> List[Shape]:
         _fail(f"Expected at most {MAX_TOTAL_ACTIVATIONS} activations per sample over all layers, got {total}")
     if len(state) != 1:
         _fail(f"Expected the network to end in a vector of class scores, got shape {state}")
+    if state[0] > MAX_CLASSES:
+        _fail(f"Expected at most {MAX_CLASSES} class scores (class ids are uint16 on the wire), got {state[0]}")
     labels = graph.get("labels")
     if labels is None:
         graph["labels"] = [str(j) for j in range(state[0])]

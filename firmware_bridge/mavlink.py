@@ -127,6 +127,31 @@ class MavlinkEncoder:
         return self._sink.take(), len(chunks)
 
 
+class _VerifyFirstMAVLink(mavlink2.MAVLink):
+    """pymavlink's codec, with the replay window updated only by correctly signed frames.
+
+    pymavlink (2.4.x) stores a frame's timestamp as its stream's newest *before* comparing the
+    signature. The CRC does not cover the signature block, so anyone on the link can take one
+    genuine frame, raise its timestamp and send it: the forged frame is rejected, but every later
+    genuine frame of that (link, system, component) stream now looks old and is rejected too, for
+    as long as the forged timestamp stays ahead (years for a raised high byte). The C library
+    (``mavlink_signature_check``) verifies first. Found by fuzzing; regression test in
+    tests/fuzz/test_fuzz_regressions.py.
+    """
+
+    def check_signature(self, msgbuf: bytearray, srcSystem: int, srcComponent: int) -> bool:
+        streams = self.signing.stream_timestamps
+        stream = (msgbuf[-13], srcSystem, srcComponent)
+        known, before = stream in streams, streams.get(stream)
+        ok = super().check_signature(msgbuf, srcSystem, srcComponent)
+        if not ok:  # restore the window: a frame without a valid signature must not move it
+            if known:
+                streams[stream] = before
+            else:
+                streams.pop(stream, None)
+        return ok
+
+
 class MavlinkParser:
     """Robust inbound parser: never raises on garbage, counts what it skips.
 
@@ -145,7 +170,7 @@ class MavlinkParser:
 
     def _new(self) -> None:
         old = getattr(self, "mav", None)
-        self.mav = mavlink2.MAVLink(None)
+        self.mav = _VerifyFirstMAVLink(None)
         self.mav.robust_parsing = True
         if self._key is not None:
             self.mav.signing.secret_key = self._key
