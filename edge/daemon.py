@@ -330,6 +330,8 @@ class Daemon:
         self.notifier.notify(f"STATUS={text}")
         if self.reporter is not None and (level >= logging.WARNING if fc is None else fc):
             severity = "error" if level >= logging.ERROR else "warning" if level >= logging.WARNING else "notice"
+            if self.config is not None:  # the autopilot gets at most 4 x 50 characters: file names only
+                text = text.replace(os.path.dirname(self.config.model) + os.sep, "")
             try:
                 # The bridge splits texts longer than one STATUSTEXT (50 chars) into chunks, and
                 # keeps them (bounded) while the link is down.

@@ -175,6 +175,17 @@ class FlightController:
         return [m for m in self.messages if type(m).__name__ == "InferenceResult"]
 
 
+def show(title, faults, texts=(), link=None):
+    """What held, for `pytest tests/edge/test_daemon_faults.py -rP` (docs/RELIABILITY.md)."""
+    nonzero = {k: v for k, v in faults.items() if v}
+    print(f"{title}: faults {json.dumps(nonzero, sort_keys=True)}")
+    if link:
+        keys = ("results_in", "results_sent", "drops_link_down", "drops_queue_full", "drops_on_close", "reconnects")
+        print("  link: " + ", ".join(f"{k} {link.get(k, 0)}" for k in keys))
+    for text in texts:
+        print(f"  STATUSTEXT: {text}")
+
+
 def wait_for(predicate, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -259,6 +270,7 @@ def test_camera_disappears_and_returns(tmp_path, model, pty_pair, capsys):
     out = capsys.readouterr().out
     assert "WARNING hbnn.daemon: camera lost" in out and "INFO hbnn.daemon: camera back after" in out
     assert f"camera lost {f['camera_losses']}x" in out.splitlines()[-1]  # the "stopped:" line
+    show("camera gone and back", f, texts, link)
 
 
 @pytest.mark.no_emulation
@@ -304,6 +316,8 @@ def test_serial_link_closed_and_reopened_mid_run(tmp_path, model, pty_pair, caps
     assert any(t.startswith("link back after") and f"{lost} results lost" in t for t in texts)
     out = capsys.readouterr().out
     assert "WARNING hbnn.daemon: link lost" in out and f"{lost} results lost" in out
+    show(f"serial link pulled and put back ({protocol}; {during['frames']} frames inferred while down, "
+         f"{received} results decoded at the FC)", f, texts, link)
 
 
 @pytest.mark.no_emulation
@@ -377,8 +391,11 @@ def test_corrupt_model_pushed_with_sighup_keeps_the_last_good_model(tmp_path, mo
     texts = reporters[0].texts
     rejected = [t for t in texts if t.startswith("reload rejected, keeping m.hbn")]
     assert len(rejected) == 2 and "checksum" in rejected[0] and "truncated" in rejected[1]
+    assert rejected[1].startswith("reload rejected, keeping m.hbn: m.hbn: Expected")  # no folder for the FC
     assert any(t.startswith("reloaded: model m.hbn") for t in texts)
     assert d.summary()["faults"]["failed_reloads"] == 2
+    show("corrupt model + SIGHUP, twice, then a good one (400 results, same answers throughout)",
+         d.summary()["faults"], texts)
 
 
 @pytest.mark.no_emulation
@@ -414,6 +431,7 @@ def test_sigterm_during_inference_finishes_the_frame_and_flushes_the_link(tmp_pa
     assert link["drops"] == link["drops_queue_full"]  # only "newest wins" under CPU load, if any
     seqs = [r.sequence for r in fc.results()]
     assert len(seqs) == link["results_sent"] and seqs[-1] == 39  # the interrupted frame's result
+    show(f"SIGTERM inside invoke() (last result at the FC: #{seqs[-1]})", d.summary()["faults"], link=link)
     assert "STOPPING=1" in d.notifier.messages
 
 
@@ -464,6 +482,7 @@ def test_disk_full_for_the_stats_file_is_counted_and_survived(tmp_path, model, p
     link = final["link"]  # results unaffected
     assert link["results_in"] == 150 and link["drops"] == link["drops_queue_full"]
     assert len(fc.results()) == link["results_sent"]
+    show("stats file on a full disk (ENOSPC), then freed", final["faults"], texts, link)
 
 
 class FillableStream:
@@ -515,6 +534,8 @@ def test_disk_full_for_the_log_is_counted_and_survived(tmp_path, model, pty_pair
     link = d.summary()["link"]
     assert link["results_in"] == 150 and link["drops"] == link["drops_queue_full"]
     assert len(fc.results()) == link["results_sent"]
+    monkeypatch.undo()  # stdout back, for show()
+    show("log stream on a full disk (ENOSPC), then freed", d.summary()["faults"], texts, link)
 
 
 # ---- the real `hbnn daemon` process -----------------------------------------------------------
@@ -607,6 +628,8 @@ def test_daemon_process_fault_drill(tmp_path, model, pty_pair):
     assert "log writes work again" in log_text and "INFO hbnn.daemon: stopped: frames" in log_text
     # Results kept flowing through every fault except the link outage itself.
     assert len(fc.results()) >= link["results_sent"] - 2
+    show(f"process drill, exit status {proc.returncode}, {final['frames']} frames, {len(fc.results())} results "
+         "decoded at the FC", f, texts, link)
 
 
 @pytest.mark.no_emulation
@@ -633,6 +656,8 @@ def test_daemon_process_with_stdout_on_a_full_disk(tmp_path, model, pty_pair):
     assert final["state"] == "stopped" and final["faults"]["log_write_errors"] >= 3
     assert any(t.startswith("log writes failing (ENOSPC") for t in fc.texts())
     assert len(fc.results()) == final["link"]["results_sent"] > 0
+    show(f"process with stdout on /dev/full, exit status {proc.returncode}, stderr {err!r}", final["faults"],
+         fc.texts(), final["link"])
 
 
 # ---- the config knobs the faults need ---------------------------------------------------------
