@@ -150,7 +150,7 @@ def run_soak(interpreter, clip: str, *, frames: int = 100_000, window: int = 10_
     try:
         # One run: the warm-up frames go through the same loop, stats and link as the measured ones.
         loop.run(source, reporter=reporter, on_result=on_result, max_frames=warmup + frames,
-                         latest_frame_wins=False, on_bad_frame=on_bad_frame)
+                 latest_frame_wins=False, on_bad_frame=on_bad_frame)
     except Exception as exc:  # noqa: BLE001 - the verdict reports it
         exceptions.append(f"{type(exc).__name__}: {exc}")
     finally:
