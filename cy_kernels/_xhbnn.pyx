@@ -98,6 +98,9 @@ cdef extern from "xhbnn.h":
                            int64_t row_len, int threads) nogil
     void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *in_scale,
                              const float *in_bias, int64_t seg, float *out) nogil
+    void hbnn_pool2d(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t k, int64_t s,
+                     int avg, float *out) nogil
+    void hbnn_softmax(const float *x, int64_t rows, int64_t n, float *out) nogil
 
 
 BACKEND_NAMES = ("avx512", "avx2", "neon", "portable")  # best first
@@ -125,9 +128,12 @@ cdef const hbnn_backend *_backend = _startup_backend()
 
 MAX_PLANS_PER_WEIGHTS = 8
 # Sign path: prebuild every filter panel when a call has at most this many rows (a dense layer at
-# batch 1 would otherwise rebuild each panel to use it once), up to this many bytes per layer.
+# batch 1 would otherwise rebuild each panel to use it once), up to this many bytes per layer; and
+# for any row count when all panels take at most PREBUILT_PANEL_SMALL_BYTES (LeNet's conv2 rebuilt
+# 130 KB of panels per frame, ~10 % of its time).
 PREBUILT_PANEL_MAX_ROWS = 8
 PREBUILT_PANEL_MAX_BYTES = 16 << 20
+PREBUILT_PANEL_SMALL_BYTES = 1 << 20
 
 
 def backend_name():
@@ -387,7 +393,8 @@ cdef class ConvPlan:
         self.panels = None
         self._sign_args(&g)
         count = (self.o + 15) // 16 * hbnn_sign_panel_floats(&g)
-        if self.p > PREBUILT_PANEL_MAX_ROWS or count * 4 > PREBUILT_PANEL_MAX_BYTES:
+        if count * 4 > PREBUILT_PANEL_MAX_BYTES or (self.p > PREBUILT_PANEL_MAX_ROWS
+                                                    and count * 4 > PREBUILT_PANEL_SMALL_BYTES):
             return
         raw = np.zeros(count + 8, dtype=np.float32)
         start = (-raw.ctypes.data % 32) // 4  # 32-byte aligned view
@@ -585,3 +592,57 @@ cdef class PreparedOp:
         if given:
             self.last_x, self.last_out, self.last_xp, self.last_outp = x, out, xp, op
         return out
+
+
+cdef class BoundPool:
+    """Max/avg pooling from one fixed float32 NHWC array into another (a runtime step, no arguments)."""
+    cdef object x, out
+    cdef const float *xp
+    cdef float *op
+    cdef int64_t b, h, w, c, k, s
+    cdef int avg
+
+    def __init__(self, str kind, x, out, int64_t k, int64_t s):
+        if kind not in ("maxpool", "avgpool"):
+            raise ValueError(f"Expected kind 'maxpool' or 'avgpool', got {kind!r}")
+        _check_f32(x, "x", 4)
+        _check_f32(out, "out", 4)
+        b, h, w, c = x.shape
+        if k < 1 or s < 1 or k > h or k > w or out.shape != (b, (h - k) // s + 1, (w - k) // s + 1, c):
+            raise ValueError(f"Expected out of shape {(b, (h - k) // s + 1, (w - k) // s + 1, c)} for a {k}x{k} "
+                             f"window, stride {s}, on {x.shape}; got {out.shape}")
+        self.x, self.out, self.k, self.s, self.avg = x, out, k, s, kind == "avgpool"
+        self.b, self.h, self.w, self.c = b, h, w, c
+        self.xp, self.op = _fptr(x), _wptr(out)
+
+    def __call__(self):
+        with nogil:
+            hbnn_pool2d(self.xp, self.b, self.h, self.w, self.c, self.k, self.s, self.avg, self.op)
+
+
+cdef class BoundSoftmax:
+    """Softmax over the last axis from one fixed float32 array into another (a runtime step)."""
+    cdef object x, out
+    cdef const float *xp
+    cdef float *op
+    cdef int64_t rows, n
+
+    def __init__(self, x, out):
+        _check_f32(x, "x", 0)
+        _check_f32(out, "out", 0)
+        if out.shape != x.shape or x.size == 0:
+            raise ValueError(f"Expected x and out of the same non-empty shape, got {x.shape} and {out.shape}")
+        self.x, self.out = x, out
+        self.n = x.shape[x.ndim - 1]  # (wraparound is off in this module: no negative indices)
+        self.rows = x.size // self.n
+        self.xp, self.op = _fptr(x), _wptr(out)
+
+    def __call__(self):
+        with nogil:
+            hbnn_softmax(self.xp, self.rows, self.n, self.op)
+
+
+cdef _check_f32(a, str name, int ndim):
+    if type(a) is not np.ndarray or a.dtype != np.float32 or not a.flags.c_contiguous or (ndim and a.ndim != ndim):
+        raise ValueError(f"Expected {name} as a C-contiguous float32 array" + (f" of {ndim} dimensions" if ndim else "")
+                         + f", got {getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")

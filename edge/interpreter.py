@@ -26,48 +26,6 @@ PREDICT_BYTES = 16 << 20  # ...and of at most about this many bytes of activatio
 _MAX_PLANS = 4          # batch sizes kept planned for predict()
 
 
-def _pool_op(kind: str, x: np.ndarray, out: np.ndarray, k: int, s: int) -> Callable[[], None]:
-    """Max/avg pooling into ``out``: rows then columns (2(k-1) ufunc calls on views made here, once)."""
-    b, oh, ow, c = out.shape
-    if k == 1:
-        src = x[:, :s * (oh - 1) + 1:s, :s * (ow - 1) + 1:s, :]
-        return lambda: np.copyto(out, src)
-    combine = np.maximum if kind == "maxpool" else np.add
-    tmp = np.zeros((b, oh, x.shape[2], c), dtype=np.float32)
-    rows = [x[:, i:i + s * (oh - 1) + 1:s] for i in range(k)]
-    cols = [tmp[:, :, j:j + s * (ow - 1) + 1:s] for j in range(k)]
-    steps = [(rows[0], rows[1], tmp)] + [(tmp, r, tmp) for r in rows[2:]] + \
-            [(cols[0], cols[1], out)] + [(out, v, out) for v in cols[2:]]
-    if kind == "avgpool":
-        mul, inv = np.multiply, np.float32(1.0 / (k * k))
-
-        def run_avg():
-            for a, v, o in steps:
-                combine(a, v, out=o)
-            mul(out, inv, out=out)
-        return run_avg
-
-    def run():
-        for a, v, o in steps:
-            combine(a, v, out=o)
-    return run
-
-
-def _softmax_op(x: np.ndarray, out: np.ndarray) -> Callable[[], None]:
-    tmp = np.empty(out.shape[:-1] + (1,), dtype=np.float32)
-    axis = out.ndim - 1
-    # ufunc.reduce directly: np.max/np.sum's Python wrappers cost more than the math here
-    amax, sub, exp, asum, div = np.maximum.reduce, np.subtract, np.exp, np.add.reduce, np.divide
-
-    def run():
-        amax(x, axis, None, tmp, True)
-        sub(x, tmp, out=out)
-        exp(out, out=out)
-        asum(out, axis, None, tmp, True)
-        div(out, tmp, out=out)
-    return run
-
-
 def _affine_op(x, out, scale, bias) -> Callable[[], None]:
     mul, add = np.multiply, np.add
 
@@ -90,6 +48,7 @@ class _Plan:
 
     def __init__(self, model: HbnModel, weights: Dict[str, object], batch: int, threads: int):
         import cy_kernels as K
+        from cy_kernels._xhbnn import BoundPool, BoundSoftmax  # C steps: one call, no ufunc chain
 
         spec = model.graph["input"]
         self.input = np.zeros((batch,) + tuple(spec["shape"]), dtype=np.float32)
@@ -130,11 +89,11 @@ class _Plan:
                     cur, pending = self._apply_affine(cur, pending, f"{layer.get('name', kind)}.affine"), None
                 out = self._buffer(layer["name"], shape)
                 if kind in ("maxpool", "avgpool"):
-                    self.ops.append(_pool_op(kind, cur, out, layer["kernel"], layer["stride"]))
+                    self.ops.append(BoundPool(kind, cur, out, layer["kernel"], layer["stride"]))
                 elif kind == "relu":
                     self.ops.append(_relu_op(cur, out))
                 else:
-                    self.ops.append(_softmax_op(cur, out))
+                    self.ops.append(BoundSoftmax(cur, out))
                 cur = out
             i += 1
         if pending is not None:

@@ -245,8 +245,16 @@ HBNN_AVX512_INLINE void hbnn_avx512_store16(const hbnn_epilogue *ep, int64_t j, 
  * 16-bit mask per element k (bit f set when filter j + f is negative at k). 2 bytes per k instead of
  * AVX2's 64-byte float rows: a batch-1 dense layer with prebuilt panels streams 32x less memory
  * (fc1 of LeNet: 50 KB instead of 1.6 MB, more than the L2 cache). Fits in hbnn_sign_panel_floats. */
+/* Prebuilt panels take the bit form only for calls of few rows (memory-bound); many rows read the
+ * float form faster (see hbnn_avx512_sign_rows). */
+#define HBNN_AVX512_BIT_PANEL_MAX_ROWS 8
+
 HBNN_AVX512 static void hbnn_sign_panel_avx512(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel)
 {
+    if (g->m > HBNN_AVX512_BIT_PANEL_MAX_ROWS) {
+        hbnn_sign_panel_avx2(g, j, nf, panel);
+        return;
+    }
     uint16_t *masks = (uint16_t *)(panel + g->nseg * HBNN_SIGN_NF);
     for (int64_t s = 0; s < g->nseg; s++)
         for (int64_t f = 0; f < HBNN_SIGN_NF; f++) panel[s * HBNN_SIGN_NF + f] = f < nf ? g->scales[(j + f) * g->nseg + s] : 0.0f;
@@ -340,8 +348,11 @@ HBNN_AVX512 static void hbnn_sign_gemm_avx512(const hbnn_sign_args *g, int64_t i
 {
     for (int64_t j = j0; j < j1; j += HBNN_SIGN_NF) {
         const int64_t nf = j + HBNN_SIGN_NF < j1 ? HBNN_SIGN_NF : j1 - j;
-        if (g->panels)
-            HBNN_AVX512_SIGN_ROWS(g->panels + (j / HBNN_SIGN_NF) * HBNN_SIGN_NF * (g->kpad + g->nseg), 1)
+        const float *prebuilt = g->panels ? g->panels + (j / HBNN_SIGN_NF) * HBNN_SIGN_NF * (g->kpad + g->nseg) : NULL;
+        if (prebuilt && g->m <= HBNN_AVX512_BIT_PANEL_MAX_ROWS)
+            HBNN_AVX512_SIGN_ROWS(prebuilt, 1)
+        else if (prebuilt)
+            HBNN_AVX512_SIGN_ROWS(prebuilt, 0)
         else {
             hbnn_sign_panel_avx2(g, j, nf, scratch);
             HBNN_AVX512_SIGN_ROWS(scratch, 0)

@@ -304,49 +304,85 @@ typedef struct {
     float *dst;
 } hbnn_im2col_job;
 
-/* The im2col rows of output image row `by` (all ow output pixels). */
-static void hbnn_im2col_float_row(const hbnn_im2col_job *j, int64_t by)
+/* Copy n floats (small n): whole 4-float moves, the last one overlapping, instead of a loop of n
+ * scalar moves or a memcpy call (5 floats per copy in LeNet's first layer). GCC turns copy loops
+ * into memmove calls (a call per 5 floats), hence no-tree-loop-distribute-patterns on the caller. */
+typedef float hbnn_f4 __attribute__((vector_size(16), aligned(4), may_alias));
+
+static inline void hbnn_copy_floats(float *restrict dst, const float *restrict src, int64_t n)
 {
-    const int64_t c = j->c, kw = j->kw;
-    const int affine = j->in_scale != NULL || j->in_bias != NULL;
-    for (int64_t ox = 0; ox < j->ow; ox++) {
-        const int64_t b = by / j->oh, oy = by % j->oh, r = by * j->ow + ox;
-        float *drow = j->dst + r * j->row_len;
-        int64_t k = 0;
-        for (int64_t ky = 0; ky < j->kh; ky++) {
-            const int64_t iy = oy * j->stride + ky - j->pad;
-            const int64_t ix0 = ox * j->stride - j->pad;
-            if (iy < 0 || iy >= j->h) {
-                /* padding after the affine: exact 0 */
-                for (int64_t t = 0; t < kw * c; t++) drow[k + t] = 0.0f;
-                k += kw * c;
-                continue;
+    if (n < 4) {
+        for (int64_t t = 0; t < n; t++) dst[t] = src[t];
+        return;
+    }
+    int64_t t = 0;
+    for (; t + 4 <= n; t += 4) *(hbnn_f4 *)(dst + t) = *(const hbnn_f4 *)(src + t);
+    if (t < n) *(hbnn_f4 *)(dst + n - 4) = *(const hbnn_f4 *)(src + n - 4);
+}
+
+/* The im2col rows of output image row `by` (all ow output pixels). */
+__attribute__((optimize("no-tree-loop-distribute-patterns")))
+static void hbnn_im2col_float_row(const hbnn_im2col_job *job, int64_t by)
+{
+    /* locals, not job->...: the stores below may alias anything, which would reload every field */
+    const int64_t c = job->c, kh = job->kh, kw = job->kw, h = job->h, w = job->w, ow = job->ow;
+    const int64_t stride = job->stride, pad = job->pad, row_len = job->row_len, run = kw * c;
+    const float *in_scale = job->in_scale, *in_bias = job->in_bias;
+    const int affine = in_scale != NULL || in_bias != NULL;
+    const int64_t b = by / job->oh, oy = by % job->oh;
+    const float *img = job->x + b * h * w * c;
+    float *dst = job->dst + by * ow * row_len;
+    /* output pixels [lo, hi) read only in-image pixels (no affine): one copy of `run` floats each */
+    int64_t lo = (pad + stride - 1) / stride, hi = w + pad - kw >= 0 ? (w + pad - kw) / stride + 1 : 0;
+    if (hi > ow) hi = ow;
+    if (affine || lo > hi) lo = hi = 0;
+    /* kernel row by kernel row, so the inner loop over output pixels is one short copy each */
+    for (int64_t ky = 0; ky < kh; ky++) {
+        const int64_t iy = oy * stride + ky - pad, koff = ky * run;
+        if (iy < 0 || iy >= h) {
+            /* padding after the affine: exact 0 */
+            for (int64_t ox = 0; ox < ow; ox++)
+                for (int64_t t = 0; t < run; t++) dst[ox * row_len + koff + t] = 0.0f;
+            continue;
+        }
+        const float *row = img + iy * w * c;
+        switch (run) {  /* constant sizes: the copy compiles to a few moves, no call, no inner loop */
+#define HBNN_COPY_RUN_CASE(N)                                                                    \
+        case N:                                                                                  \
+            for (int64_t ox = lo; ox < hi; ox++)                                                 \
+                memcpy(dst + ox * row_len + koff, row + (ox * stride - pad) * c, N * sizeof(float)); \
+            break;
+        HBNN_COPY_RUN_CASE(1) HBNN_COPY_RUN_CASE(2) HBNN_COPY_RUN_CASE(3) HBNN_COPY_RUN_CASE(4)
+        HBNN_COPY_RUN_CASE(5) HBNN_COPY_RUN_CASE(6) HBNN_COPY_RUN_CASE(7) HBNN_COPY_RUN_CASE(8)
+        HBNN_COPY_RUN_CASE(9) HBNN_COPY_RUN_CASE(12) HBNN_COPY_RUN_CASE(15) HBNN_COPY_RUN_CASE(16)
+#undef HBNN_COPY_RUN_CASE
+        default:
+            for (int64_t ox = lo; ox < hi; ox++) {
+                const float *s0 = row + (ox * stride - pad) * c;
+                if (run >= 64) memcpy(dst + ox * row_len + koff, s0, (size_t)run * sizeof(float));
+                else hbnn_copy_floats(dst + ox * row_len + koff, s0, run);
             }
-            const float *src = j->x + ((b * j->h + iy) * j->w) * c;
-            if (!affine && ix0 >= 0 && ix0 + kw <= j->w) {
-                /* the whole kernel row is inside the image: kw * c contiguous floats (a loop for short
-                 * runs: 5 floats per memcpy call made LeNet's first layer mostly call overhead) */
-                const float *s0 = src + ix0 * c;
-                if (kw * c >= 64) memcpy(drow + k, s0, (size_t)(kw * c) * sizeof(float));
-                else
-                    for (int64_t t = 0; t < kw * c; t++) drow[k + t] = s0[t];
-                k += kw * c;
-                continue;
-            }
-            for (int64_t kx = 0; kx < kw; kx++, k += c) {
+        }
+        /* the other output pixels: pixel by pixel, zero outside the image, affine if any */
+        for (int64_t ox = 0; ox < ow; ox++) {
+            if (ox >= lo && ox < hi) continue;
+            float *d = dst + ox * row_len + koff;
+            const int64_t ix0 = ox * stride - pad;
+            for (int64_t kx = 0; kx < kw; kx++) {
                 const int64_t ix = ix0 + kx;
-                if (ix < 0 || ix >= j->w) {
-                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = 0.0f;
+                float *dk = d + kx * c;
+                if (ix < 0 || ix >= w) {
+                    for (int64_t ch = 0; ch < c; ch++) dk[ch] = 0.0f;
                 } else if (!affine) {
-                    for (int64_t ch = 0; ch < c; ch++) drow[k + ch] = src[ix * c + ch];
+                    hbnn_copy_floats(dk, row + ix * c, c);
                 } else {
-                    for (int64_t ch = 0; ch < c; ch++)
-                        drow[k + ch] = hbnn_affine(src + ix * c, j->in_scale, j->in_bias, ch);
+                    for (int64_t ch = 0; ch < c; ch++) dk[ch] = hbnn_affine(row + ix * c, in_scale, in_bias, ch);
                 }
             }
         }
-        for (; k < j->row_len; k++) drow[k] = 0.0f;
     }
+    for (int64_t ox = 0; ox < ow; ox++)
+        for (int64_t k = kh * run; k < row_len; k++) dst[ox * row_len + k] = 0.0f;
 }
 
 void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
@@ -414,5 +450,50 @@ void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *i
             row = orow;
         }
         hbnn_binarize_row(row, n, seg, orow);
+    }
+}
+
+/* ---- small layers of the runtime: pooling and softmax (one C call instead of several ufuncs) ---- */
+
+void hbnn_pool2d(const float *restrict x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t k, int64_t s,
+                 int avg, float *restrict out)
+{
+    const int64_t oh = (h - k) / s + 1, ow = (w - k) / s + 1;
+    const float inv = 1.0f / (float)(k * k);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++) {
+                float *o = out + ((b * oh + oy) * ow + ox) * c;
+                const float *first = x + ((b * h + oy * s) * w + ox * s) * c;
+                for (int64_t ch = 0; ch < c; ch++) o[ch] = first[ch];
+                for (int64_t ky = 0; ky < k; ky++)
+                    for (int64_t kx = 0; kx < k; kx++) {
+                        if (ky == 0 && kx == 0) continue;
+                        const float *p = x + ((b * h + oy * s + ky) * w + ox * s + kx) * c;
+                        if (avg)
+                            for (int64_t ch = 0; ch < c; ch++) o[ch] += p[ch];
+                        else
+                            /* NaN wins, as numpy.maximum: v > m is false for NaN, v != v catches it */
+                            for (int64_t ch = 0; ch < c; ch++) o[ch] = (p[ch] > o[ch] || p[ch] != p[ch]) ? p[ch] : o[ch];
+                    }
+                if (avg)
+                    for (int64_t ch = 0; ch < c; ch++) o[ch] *= inv;
+            }
+}
+
+void hbnn_softmax(const float *x, int64_t rows, int64_t n, float *out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * n;
+        float *o = out + r * n;
+        float m = xr[0];
+        for (int64_t j = 1; j < n; j++) m = (xr[j] > m || xr[j] != xr[j]) ? xr[j] : m;
+        double sum = 0.0;
+        for (int64_t j = 0; j < n; j++) {
+            o[j] = expf(xr[j] - m);
+            sum += o[j];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < n; j++) o[j] *= inv;
     }
 }

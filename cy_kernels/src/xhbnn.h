@@ -151,4 +151,10 @@ void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int6
 void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *in_scale,
                          const float *in_bias, int64_t seg, float *out);
 
+/* Max (avg = 0) or average pooling, k x k windows, stride s, no padding, NHWC; NaN propagates. */
+void hbnn_pool2d(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t k, int64_t s, int avg,
+                 float *out);
+/* Softmax over rows of n (max subtracted first; sum in double). */
+void hbnn_softmax(const float *x, int64_t rows, int64_t n, float *out);
+
 #endif
