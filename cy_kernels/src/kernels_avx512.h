@@ -294,10 +294,12 @@ HBNN_AVX512_INLINE void hbnn_avx512_sign_rows(const hbnn_sign_args *g, const flo
     const float *sc = BITS ? panel : panel + g->k * HBNN_SIGN_NF;
     const uint16_t *masks = (const uint16_t *)(panel + g->nseg * HBNN_SIGN_NF);
     const float *f[8];
-    __m512 acc[8], sacc[8][4];
+    /* one scaled sum per (row, run of k): a segment ends with KU independent FMAs, not a reduction
+     * chain (with one row and 16-element segments that chain stalled the loop ~40 % of the time) */
+    __m512 acc[8][4], sacc[8][4];
     _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
         f[r] = g->f + (i + r) * g->kpad;
-        acc[r] = _mm512_setzero_ps();
+        _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) acc[r][u] = _mm512_setzero_ps();
     }
     for (int64_t s = 0; s < g->nseg; s++) {
         const int64_t k0 = s * g->seg, k1 = k0 + g->seg < g->k ? k0 + g->seg : g->k;
@@ -317,14 +319,14 @@ HBNN_AVX512_INLINE void hbnn_avx512_sign_rows(const hbnn_sign_args *g, const flo
                 sacc[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(f[r][k]), pm1, sacc[r][0]);
         }
         const __m512 scale = _mm512_loadu_ps(sc + s * HBNN_SIGN_NF);
-        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
-            __m512 t = sacc[r][0];
-            _Pragma("GCC unroll 4") for (int u = 1; u < KU; u++) t = _mm512_add_ps(t, sacc[r][u]);
-            acc[r] = _mm512_fmadd_ps(scale, t, acc[r]);
-        }
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+            _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) acc[r][u] = _mm512_fmadd_ps(scale, sacc[r][u], acc[r][u]);
     }
-    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
-        hbnn_avx512_store16(&g->ep, j, nf, acc[r], g->out + (i + r) * g->ldo + j);
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
+        __m512 t = acc[r][0];
+        _Pragma("GCC unroll 4") for (int u = 1; u < KU; u++) t = _mm512_add_ps(t, acc[r][u]);
+        hbnn_avx512_store16(&g->ep, j, nf, t, g->out + (i + r) * g->ldo + j);
+    }
 }
 
 /* Rows [i0, i1) against the panel: 8 at a time, then 4, 2, 1 (with 2 or 4 runs of k for 4 or fewer). */
