@@ -608,7 +608,9 @@ cdef class BoundPool:
         _check_f32(x, "x", 4)
         _check_f32(out, "out", 4)
         b, h, w, c = x.shape
-        if k < 1 or s < 1 or k > h or k > w or out.shape != (b, (h - k) // s + 1, (w - k) // s + 1, c):
+        if k < 1 or s < 1 or k > h or k > w:
+            raise ValueError(f"Expected a window 1 <= k <= {min(h, w)} and a stride >= 1 on {x.shape}, got k={k}, s={s}")
+        if out.shape != (b, (h - k) // s + 1, (w - k) // s + 1, c):
             raise ValueError(f"Expected out of shape {(b, (h - k) // s + 1, (w - k) // s + 1, c)} for a {k}x{k} "
                              f"window, stride {s}, on {x.shape}; got {out.shape}")
         self.x, self.out, self.k, self.s, self.avg = x, out, k, s, kind == "avgpool"
