@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
@@ -138,7 +139,7 @@ class NpzSource(FrameSource):
                 self.labels = np.asarray(data["labels"]) if "labels" in data else None
                 if "class_names" in data:
                     self.class_names = [str(c) for c in data["class_names"]]
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # corrupt or cut short
             raise SourceError(f"Expected a readable .npz clip, got {self.path}: {exc}") from exc
         if self.images.ndim not in (3, 4) or len(self.images) == 0:
             raise SourceError(f"Expected images of shape (N,H,W) or (N,H,W,C), got {self.images.shape}")
@@ -209,11 +210,20 @@ class ImageDirSource(FrameSource):
             return None
         path = self.files[i]
         suffix = path.suffix.lower()
-        if suffix == ".npy":
-            image = np.load(path, allow_pickle=False)
-        elif suffix in (".pgm", ".ppm", ".pnm"):
-            image = _read_pnm(path)
-        else:
+        try:
+            if suffix == ".npy":
+                image = np.load(path, allow_pickle=False)
+            elif suffix in (".pgm", ".ppm", ".pnm"):
+                image = _read_pnm(path)
+            else:
+                image = None
+        except SourceError:
+            raise
+        except OSError as exc:  # vanished or unreadable: the "camera" is gone
+            raise CameraUnavailable(f"Expected a readable image, got {path}: {type(exc).__name__}: {exc}") from exc
+        except (ValueError, EOFError, IndexError) as exc:  # corrupt or cut short
+            raise SourceError(f"Expected a valid image file, got {path}: {type(exc).__name__}: {exc}") from exc
+        if image is None:
             cv2 = _import_cv2()
             image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if image is None:

@@ -690,3 +690,27 @@ def test_a_model_path_that_is_a_pipe_is_refused_not_waited_on(tmp_path):
         load_model_snapshot(str(tmp_path / "missing.hbn"))
     snap = load_model_snapshot(str(BUNDLED))
     assert snap.path == str(BUNDLED)  # the user's path, not /proc/self/fd/N
+
+
+def test_corrupt_or_vanished_source_files_are_source_errors(tmp_path):
+    """`hbnn infer` and the daemon both see SourceError (a clean message), never zipfile/numpy errors."""
+    from edge.sources import CameraUnavailable, SourceError, open_source
+
+    (tmp_path / "cut.npz").write_bytes((REPO / "models" / "fmnist-test-clip.npz").read_bytes()[:3000])
+    with pytest.raises(SourceError, match="readable .npz clip"):
+        open_source(f"npz:{tmp_path / 'cut.npz'}").open()
+    frames = tmp_path / "imgs"
+    frames.mkdir()
+    np.save(frames / "0.npy", np.zeros((28, 28), np.uint8))
+    (frames / "1.npy").write_bytes(b"\x93NUMPY garbage")
+    (frames / "2.pgm").write_bytes(b"P5 28 28")
+    src = open_source(f"images:{frames}").open()
+    assert src.read().image.shape == (28, 28)
+    for _ in range(2):
+        with pytest.raises(SourceError, match="valid image file"):
+            src.read()
+        src._index += 1
+    src = open_source(f"images:{frames}").open()
+    (frames / "0.npy").unlink()
+    with pytest.raises(CameraUnavailable, match="FileNotFoundError"):
+        src.read()
