@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +11,16 @@ from edge.cli import main
 
 pytest.importorskip("edge.interpreter")
 
+REPO = Path(__file__).resolve().parents[2]
+MODEL = str(REPO / "models" / "lenet-fmnist-bw16-ba2.hbn")  # from the checkout: an installed wheel
+CLIP = str(REPO / "models" / "fmnist-test-clip.npz")         # (emulated ARM runs) has no models/
+
 
 @pytest.mark.no_emulation
 def test_soak_through_the_loop_and_a_pty_link_passes(tmp_path, capsys):
     out = tmp_path / "soak.json"
-    rc = main(["bench", "soak", "--frames", "400", "--window", "100", "--warmup", "100", "--json", str(out)])
+    rc = main(["bench", "soak", "--model", MODEL, "--clip", CLIP, "--frames", "400", "--window", "100",
+               "--warmup", "100", "--json", str(out)])
     text = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert rc == 0 and report["ok"] and text.rstrip().endswith("PASS"), text
@@ -30,15 +36,14 @@ def test_soak_through_the_loop_and_a_pty_link_passes(tmp_path, capsys):
 
 
 def test_soak_fails_on_rss_growth_limit(capsys):
-    rc = main(["bench", "soak", "--frames", "200", "--window", "100", "--warmup", "50", "--link", "none",
-               "--max-growth-mib", "-1"])
+    rc = main(["bench", "soak", "--model", MODEL, "--clip", CLIP, "--frames", "200", "--window", "100",
+               "--warmup", "50", "--link", "none", "--max-growth-mib", "-1"])
     text = capsys.readouterr().out
     assert rc == 1 and "FAIL: RSS grew" in text
 
 
 def test_soak_counts_results_that_change_for_the_same_frame():
     from edge import Interpreter
-    from edge.commands import BUNDLED_CLIP, BUNDLED_MODEL
     from edge.soak import run_soak
 
     class Drifting(Interpreter):
@@ -51,7 +56,7 @@ def test_soak_counts_results_that_change_for_the_same_frame():
             return np.roll(y, 1, axis=-1) if Drifting.calls >= 450 else y
 
     lines = []
-    report = run_soak(Drifting(str(BUNDLED_MODEL)), str(BUNDLED_CLIP), frames=400, window=200, warmup=100,
+    report = run_soak(Drifting(MODEL), CLIP, frames=400, window=200, warmup=100,
                       link=None, out=lines.append)
     assert not report["ok"] and report["errors"]["changed_results"] > 0
     assert lines[-1].startswith("FAIL: errors: changed_results")
