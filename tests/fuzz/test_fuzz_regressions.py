@@ -19,6 +19,10 @@ Findings (fixed in the module named in each test):
 4. MAVLink signing: one forged frame (a genuine frame with its timestamp raised, so its
    signature fails, no key needed) locked the genuine stream out, because pymavlink moves the
    replay window before checking the signature (firmware_bridge/mavlink.py).
+5. The framed decoder held every FrameError with its traceback (decode_frame's frame and
+   locals) until the end of a read: a stream of 2-byte bad frames cost 490x its size, on the
+   link loop's ``feed`` path too. ``feed`` now drops errors as they come and errors carry no
+   traceback (firmware_bridge/frames.py).
 """
 from __future__ import annotations
 
@@ -278,3 +282,25 @@ def test_oracle_passes_a_well_behaved_parser():
     assert tally.outcomes == {"ok": 20} and not tally.failures
     case = _FakeTarget("ok", FAST).generate(__import__("random").Random(0))
     assert run_case(_FakeTarget("ok", FAST), case, FAST).outcome == "ok"
+
+
+# ---- 5. framed decoder memory on garbage ---------------------------------------------------
+
+def test_frame_parser_feed_costs_nothing_for_garbage():
+    from firmware_bridge import encode_status
+    from firmware_bridge.protocols import FramesProtocol
+
+    garbage = b"\x01\x00" * 50_000 + encode_status("still here", "info")  # 50,000 ERR_SHORT, then a frame
+    parser = FramesProtocol().new_parser()
+    msgs = []
+    peak = _peak_of(lambda: msgs.extend(parser.feed(garbage)))
+    assert [m.text for m in msgs] == ["still here"] and parser.errors == 50_000
+    assert peak < len(garbage) + (64 << 10)  # was 490x the input (49 MB here)
+
+
+def test_frame_decoder_events_keep_no_traceback():
+    from firmware_bridge import FrameDecoder, FrameError
+
+    events = FrameDecoder().events(b"\x01\x00\x05\x01\x00")
+    assert [e.code for e in events] == ["ERR_SHORT", "ERR_COBS"]
+    assert all(isinstance(e, FrameError) and e.__traceback__ is None for e in events)
