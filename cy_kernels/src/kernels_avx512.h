@@ -376,29 +376,49 @@ HBNN_AVX512_INLINE void hbnn_avx512_sign_rows8(const hbnn_sign_args *g, const fl
 }
 
 /* Rows [i0, i1) against the panel: 8 at a time, then 4, 2, 1 (with 2 or 4 runs of k for 4 or fewer). */
-#define HBNN_AVX512_SIGN_ROWS(panel, BITS)                                                   \
+/* One out-of-line function per (BITS, width, MR, KU): inlined into one big function, GCC ran out of
+ * general registers in some copies and kept the 8 row pointers in vector registers (a move per FMA:
+ * 34 instead of 50 G MAC/s). */
+#define HBNN_AVX512_SIGN_ROWS_FN(NAME, ROWS, BITS, MR, KU)                                   \
+    HBNN_AVX512 __attribute__((noinline)) static void NAME(const hbnn_sign_args *g, const float *panel, \
+                                                           int64_t i, int64_t j, int64_t nf) \
     {                                                                                        \
-    if (nf <= 8) {                                                                           \
+        ROWS(g, panel, BITS, MR, KU, i, j, nf);                                              \
+    }
+#define HBNN_AVX512_SIGN_ROWS_FNS(BITS)                                                      \
+    HBNN_AVX512_SIGN_ROWS_FN(hbnn_avx512_sign16_##BITS##_8, hbnn_avx512_sign_rows, BITS, 8, 1)   \
+    HBNN_AVX512_SIGN_ROWS_FN(hbnn_avx512_sign16_##BITS##_4, hbnn_avx512_sign_rows, BITS, 4, 2)   \
+    HBNN_AVX512_SIGN_ROWS_FN(hbnn_avx512_sign16_##BITS##_2, hbnn_avx512_sign_rows, BITS, 2, 4)   \
+    HBNN_AVX512_SIGN_ROWS_FN(hbnn_avx512_sign16_##BITS##_1, hbnn_avx512_sign_rows, BITS, 1, 4)   \
+    HBNN_AVX512_SIGN_ROWS_FN(hbnn_avx512_sign8_##BITS##_8, hbnn_avx512_sign_rows8, BITS, 8, 1)   \
+    HBNN_AVX512_SIGN_ROWS_FN(hbnn_avx512_sign8_##BITS##_4, hbnn_avx512_sign_rows8, BITS, 4, 2)   \
+    HBNN_AVX512_SIGN_ROWS_FN(hbnn_avx512_sign8_##BITS##_1, hbnn_avx512_sign_rows8, BITS, 1, 4)
+HBNN_AVX512_SIGN_ROWS_FNS(0)
+HBNN_AVX512_SIGN_ROWS_FNS(1)
+
+/* Rows [i0, i1) against one panel: 8 at a time, then 4, 2, 1 (2-4 runs of k when 4 rows or fewer). */
+#define HBNN_AVX512_SIGN_ROWS_ALL(g, panel, BITS, i0, i1, j, nf)                             \
+    {                                                                                        \
         int64_t i = i0;                                                                      \
-        for (; i + 8 <= i1; i += 8) hbnn_avx512_sign_rows8(g, panel, BITS, 8, 1, i, j, nf);  \
-        if (i + 4 <= i1) {                                                                   \
-            hbnn_avx512_sign_rows8(g, panel, BITS, 4, 2, i, j, nf);                          \
-            i += 4;                                                                          \
+        if (nf <= 8) {                                                                       \
+            for (; i + 8 <= i1; i += 8) hbnn_avx512_sign8_##BITS##_8(g, panel, i, j, nf);    \
+            if (i + 4 <= i1) {                                                               \
+                hbnn_avx512_sign8_##BITS##_4(g, panel, i, j, nf);                            \
+                i += 4;                                                                      \
+            }                                                                                \
+            for (; i < i1; i++) hbnn_avx512_sign8_##BITS##_1(g, panel, i, j, nf);            \
+        } else {                                                                             \
+            for (; i + 8 <= i1; i += 8) hbnn_avx512_sign16_##BITS##_8(g, panel, i, j, nf);   \
+            if (i + 4 <= i1) {                                                               \
+                hbnn_avx512_sign16_##BITS##_4(g, panel, i, j, nf);                           \
+                i += 4;                                                                      \
+            }                                                                                \
+            if (i + 2 <= i1) {                                                               \
+                hbnn_avx512_sign16_##BITS##_2(g, panel, i, j, nf);                           \
+                i += 2;                                                                      \
+            }                                                                                \
+            if (i < i1) hbnn_avx512_sign16_##BITS##_1(g, panel, i, j, nf);                   \
         }                                                                                    \
-        for (; i < i1; i++) hbnn_avx512_sign_rows8(g, panel, BITS, 1, 4, i, j, nf);          \
-    } else {                                                                                 \
-        int64_t i = i0;                                                                      \
-        for (; i + 8 <= i1; i += 8) hbnn_avx512_sign_rows(g, panel, BITS, 8, 1, i, j, nf);   \
-        if (i + 4 <= i1) {                                                                   \
-            hbnn_avx512_sign_rows(g, panel, BITS, 4, 2, i, j, nf);                           \
-            i += 4;                                                                          \
-        }                                                                                    \
-        if (i + 2 <= i1) {                                                                   \
-            hbnn_avx512_sign_rows(g, panel, BITS, 2, 4, i, j, nf);                           \
-            i += 2;                                                                          \
-        }                                                                                    \
-        if (i < i1) hbnn_avx512_sign_rows(g, panel, BITS, 1, 4, i, j, nf);                   \
-    }                                                                                        \
     }
 
 HBNN_AVX512 static void hbnn_sign_gemm_avx512(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0,
@@ -408,12 +428,12 @@ HBNN_AVX512 static void hbnn_sign_gemm_avx512(const hbnn_sign_args *g, int64_t i
         const int64_t nf = j + HBNN_SIGN_NF < j1 ? HBNN_SIGN_NF : j1 - j;
         const float *prebuilt = g->panels ? g->panels + (j / HBNN_SIGN_NF) * HBNN_SIGN_NF * (g->kpad + g->nseg) : NULL;
         if (prebuilt && g->m <= HBNN_AVX512_BIT_PANEL_MAX_ROWS)
-            HBNN_AVX512_SIGN_ROWS(prebuilt, 1)
+            HBNN_AVX512_SIGN_ROWS_ALL(g, prebuilt, 1, i0, i1, j, nf)
         else if (prebuilt)
-            HBNN_AVX512_SIGN_ROWS(prebuilt, 0)
+            HBNN_AVX512_SIGN_ROWS_ALL(g, prebuilt, 0, i0, i1, j, nf)
         else {
             hbnn_sign_panel_avx2(g, j, nf, scratch);
-            HBNN_AVX512_SIGN_ROWS(scratch, 0)
+            HBNN_AVX512_SIGN_ROWS_ALL(g, scratch, 0, i0, i1, j, nf)
         }
     }
 }
