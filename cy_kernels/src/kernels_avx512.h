@@ -211,19 +211,35 @@ static int hbnn_uniform_blocks(const hbnn_xor_args *g)
     return 1;
 }
 
+/* One out-of-line function per (L, uniform): each gets its own register allocation (see the sign GEMM). */
+#define HBNN_AVX512_XOR_FN(Lc, U, NRMAX)                                                     \
+    HBNN_AVX512 __attribute__((noinline)) static void hbnn_avx512_xor_##Lc##_##U(            \
+        const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)              \
+    {                                                                                        \
+        HBNN_AVX512_XOR_LOOP(Lc, U, NRMAX)                                                   \
+    }
+HBNN_AVX512_XOR_FN(64, 1, 4)
+HBNN_AVX512_XOR_FN(64, 0, 4)
+HBNN_AVX512_XOR_FN(32, 1, 4)
+HBNN_AVX512_XOR_FN(32, 0, 4)
+HBNN_AVX512_XOR_FN(16, 1, 4)
+HBNN_AVX512_XOR_FN(16, 0, 4)
+HBNN_AVX512_XOR_FN(8, 1, 2)  /* four byte-block columns spill registers: slower */
+HBNN_AVX512_XOR_FN(8, 0, 2)
+
 HBNN_AVX512 static void hbnn_xor_gemm_avx512(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0,
                                              int64_t j1)
 {
     const int uniform = hbnn_uniform_blocks(g);
     switch (g->L * 2 + uniform) {
-    case 129: HBNN_AVX512_XOR_LOOP(64, 1, 4) break;
-    case 128: HBNN_AVX512_XOR_LOOP(64, 0, 4) break;
-    case 65: HBNN_AVX512_XOR_LOOP(32, 1, 4) break;
-    case 64: HBNN_AVX512_XOR_LOOP(32, 0, 4) break;
-    case 33: HBNN_AVX512_XOR_LOOP(16, 1, 4) break;
-    case 32: HBNN_AVX512_XOR_LOOP(16, 0, 4) break;
-    case 17: HBNN_AVX512_XOR_LOOP(8, 1, 2) break;  /* four byte-block columns spill registers: slower */
-    case 16: HBNN_AVX512_XOR_LOOP(8, 0, 2) break;
+    case 129: hbnn_avx512_xor_64_1(g, i0, i1, j0, j1); break;
+    case 128: hbnn_avx512_xor_64_0(g, i0, i1, j0, j1); break;
+    case 65: hbnn_avx512_xor_32_1(g, i0, i1, j0, j1); break;
+    case 64: hbnn_avx512_xor_32_0(g, i0, i1, j0, j1); break;
+    case 33: hbnn_avx512_xor_16_1(g, i0, i1, j0, j1); break;
+    case 32: hbnn_avx512_xor_16_0(g, i0, i1, j0, j1); break;
+    case 17: hbnn_avx512_xor_8_1(g, i0, i1, j0, j1); break;
+    case 16: hbnn_avx512_xor_8_0(g, i0, i1, j0, j1); break;
     default: hbnn_xor_gemm_portable(g, i0, i1, j0, j1); break;  /* blocks below a byte */
     }
 }
