@@ -484,6 +484,17 @@ HBNN_AVX512_INLINE void hbnn_avx512_dense_rows(const hbnn_dense_args *g, const f
     }
 }
 
+#define HBNN_AVX512_DENSE_FN(MR, KU)                                                         \
+    HBNN_AVX512 __attribute__((noinline)) static void hbnn_avx512_dense_##MR(                \
+        const hbnn_dense_args *g, const float *w, int64_t i, int64_t j, int64_t nf)          \
+    {                                                                                        \
+        hbnn_avx512_dense_rows(g, w, MR, KU, i, j, nf);                                      \
+    }
+HBNN_AVX512_DENSE_FN(8, 1)
+HBNN_AVX512_DENSE_FN(4, 2)
+HBNN_AVX512_DENSE_FN(2, 4)
+HBNN_AVX512_DENSE_FN(1, 4)
+
 HBNN_AVX512 static void hbnn_dense_gemm_avx512(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0,
                                                int64_t j1)
 {
@@ -491,16 +502,16 @@ HBNN_AVX512 static void hbnn_dense_gemm_avx512(const hbnn_dense_args *g, int64_t
         const int64_t nf = j + HBNN_PANEL < j1 ? HBNN_PANEL : j1 - j;
         const float *w = g->wpanel + (j / HBNN_PANEL) * g->k * HBNN_PANEL;
         int64_t i = i0;
-        for (; i + 8 <= i1; i += 8) hbnn_avx512_dense_rows(g, w, 8, 1, i, j, nf);
+        for (; i + 8 <= i1; i += 8) hbnn_avx512_dense_8(g, w, i, j, nf);
         if (i + 4 <= i1) {
-            hbnn_avx512_dense_rows(g, w, 4, 2, i, j, nf);
+            hbnn_avx512_dense_4(g, w, i, j, nf);
             i += 4;
         }
         if (i + 2 <= i1) {
-            hbnn_avx512_dense_rows(g, w, 2, 4, i, j, nf);
+            hbnn_avx512_dense_2(g, w, i, j, nf);
             i += 2;
         }
-        if (i < i1) hbnn_avx512_dense_rows(g, w, 1, 4, i, j, nf);
+        if (i < i1) hbnn_avx512_dense_1(g, w, i, j, nf);
     }
 }
 
