@@ -484,11 +484,48 @@ HBNN_AVX512_INLINE void hbnn_avx512_dense_rows(const hbnn_dense_args *g, const f
     }
 }
 
+/* The same for a panel's first 8 filters on 256-bit vectors (a layer's last panel, e.g. LeNet's conv1:
+ * 20 = 16 + 4 filters). */
+HBNN_AVX512_INLINE void hbnn_avx512_dense_rows8(const hbnn_dense_args *g, const float *w, const int MR, const int KU,
+                                                int64_t i, int64_t j, int64_t nf)
+{
+    const float *f[8];
+    __m256 acc[8][4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
+        f[r] = g->f + (i + r) * g->k;
+        _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) acc[r][u] = _mm256_setzero_ps();
+    }
+    int64_t k = 0;
+    for (; k + KU <= g->k; k += KU) {
+        _Pragma("GCC unroll 4") for (int u = 0; u < KU; u++) {
+            const __m256 wk = _mm256_loadu_ps(w + (k + u) * HBNN_PANEL);
+            _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+                acc[r][u] = _mm256_fmadd_ps(_mm256_set1_ps(f[r][k + u]), wk, acc[r][u]);
+        }
+    }
+    for (; k < g->k; k++) {
+        const __m256 wk = _mm256_loadu_ps(w + k * HBNN_PANEL);
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)
+            acc[r][0] = _mm256_fmadd_ps(_mm256_set1_ps(f[r][k]), wk, acc[r][0]);
+    }
+    const __mmask8 m = (__mmask8)((1u << nf) - 1);
+    const hbnn_epilogue *ep = &g->ep;
+    _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++) {
+        __m256 t = acc[r][0];
+        _Pragma("GCC unroll 4") for (int u = 1; u < KU; u++) t = _mm256_add_ps(t, acc[r][u]);
+        if (ep->scale) t = _mm256_mul_ps(t, _mm256_maskz_loadu_ps(m, ep->scale + j));
+        if (ep->bias) t = _mm256_add_ps(t, _mm256_maskz_loadu_ps(m, ep->bias + j));
+        if (ep->relu) t = _mm256_max_ps(_mm256_setzero_ps(), t);  /* 0 first: NaN stays NaN */
+        _mm256_mask_storeu_ps(g->out + (i + r) * g->ldo + j, m, t);
+    }
+}
+
 #define HBNN_AVX512_DENSE_FN(MR, KU)                                                         \
     HBNN_AVX512 __attribute__((noinline)) static void hbnn_avx512_dense_##MR(                \
         const hbnn_dense_args *g, const float *w, int64_t i, int64_t j, int64_t nf)          \
     {                                                                                        \
-        hbnn_avx512_dense_rows(g, w, MR, KU, i, j, nf);                                      \
+        if (nf <= 8) hbnn_avx512_dense_rows8(g, w, MR, KU, i, j, nf);                        \
+        else hbnn_avx512_dense_rows(g, w, MR, KU, i, j, nf);                                 \
     }
 HBNN_AVX512_DENSE_FN(8, 1)
 HBNN_AVX512_DENSE_FN(4, 2)
