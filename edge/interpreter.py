@@ -118,6 +118,7 @@ def _bind(op, x, out) -> Callable[[], None]:
     """A prepared kernel (validated and allocated once) bound to its input and output buffers."""
     def run():
         op(x, out)
+    run.path = op.path  # for profiling (benchmarks/layer_times.py): "xor", "sign" or "float"
     return run
 
 
