@@ -175,16 +175,19 @@ HBNN_AVX512_INLINE void hbnn_avx512_xor_tile(const hbnn_xor_args *g, const int L
                                               as[r] + blk, bs[c] + blk);
         }
     }
-    if (U)
-        for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++) acc[r][c] = _mm512_add_ps(acc[r][c], acc[r][c]);
+    /* uniform blocks summed q = L/2 - pop: double the reduced sums (exact) */
     for (int r = 0; r < MR; r++) {
         float *out = g->out + (i + r) * g->ldo + j;
         if (NR == 4) {
-            hbnn_avx512_store4(&g->ep, j, hbnn_avx512_hsum4(acc[r]), out);
+            __m128 v = hbnn_avx512_hsum4(acc[r]);
+            if (U) v = _mm_add_ps(v, v);
+            hbnn_avx512_store4(&g->ep, j, v, out);
             continue;
         }
-        for (int c = 0; c < NR; c++) out[c] = hbnn_apply_epilogue(&g->ep, j + c, _mm512_reduce_add_ps(acc[r][c]));
+        for (int c = 0; c < NR; c++) {
+            const float v = _mm512_reduce_add_ps(acc[r][c]);
+            out[c] = hbnn_apply_epilogue(&g->ep, j + c, U ? v + v : v);
+        }
     }
 }
 
