@@ -36,3 +36,5 @@ def test_bench_memory_reports_rss(tmp_path):
     report = measure_infer_memory(str(tmp_path / "m.hbn"), "models/fmnist-test-clip.npz", frames=400)
     assert report["frames"] == 400 and "frames 400" in report["summary_line"]
     assert 10 < report["peak_rss_mib"] < 2000 and not math.isnan(report["peak_rss_mib"])
+    # a short (fast) run still has warm samples to report growth from
+    assert report["rss_warm_mib"] <= report["peak_rss_mib"] and "growth_mib" in report
