@@ -1,4 +1,4 @@
-"""Build the xHBNN kernels: a Cython front end over C headers (portable, AVX2, NEON).
+"""Build the xHBNN kernels: a Cython front end over C headers (portable, AVX2, AVX-512, NEON).
 
 Honours CC, CFLAGS and LDFLAGS, so cross compilers work:
     CC=aarch64-linux-gnu-gcc HBNN_TARGET_ARCH=aarch64 python setup.py build_ext
@@ -46,8 +46,8 @@ def target_arch():
 
 
 def arch_flags(arch):
-    # x86-64: no -mavx2 here; the AVX2 kernels carry a target attribute and are picked at run time,
-    # so one wheel runs on any x86-64 CPU. ARM: NEON is baseline on aarch64 and on the armv7 Pis.
+    # x86-64: no -mavx2 here; the AVX2 and AVX-512 kernels carry target attributes and are picked at
+    # run time, so one wheel runs on any x86-64 CPU. ARM: NEON is baseline on aarch64 and the armv7 Pis.
     if arch == "aarch64":
         return ["-march=armv8-a"]
     if arch == "armv7":
