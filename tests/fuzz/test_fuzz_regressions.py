@@ -290,12 +290,12 @@ def test_frame_parser_feed_costs_nothing_for_garbage():
     from firmware_bridge import encode_status
     from firmware_bridge.protocols import FramesProtocol
 
-    garbage = b"\x01\x00" * 50_000 + encode_status("still here", "info")  # 50,000 ERR_SHORT, then a frame
+    garbage = b"\x01\x00" * 20_000 + encode_status("still here", "info")  # 20,000 ERR_SHORT, then a frame
     parser = FramesProtocol().new_parser()
     msgs = []
     peak = _peak_of(lambda: msgs.extend(parser.feed(garbage)))
-    assert [m.text for m in msgs] == ["still here"] and parser.errors == 50_000
-    assert peak < len(garbage) + (64 << 10)  # was 490x the input (49 MB here)
+    assert [m.text for m in msgs] == ["still here"] and parser.errors == 20_000
+    assert peak < len(garbage) + (64 << 10)  # was 490x the input (20 MB here)
 
 
 def test_frame_decoder_events_keep_no_traceback():
