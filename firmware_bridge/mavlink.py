@@ -11,6 +11,7 @@ Importing this module imports pymavlink, so the package loads it lazily.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -128,28 +129,39 @@ class MavlinkEncoder:
 
 
 class _VerifyFirstMAVLink(mavlink2.MAVLink):
-    """pymavlink's codec, with the replay window updated only by correctly signed frames.
+    """pymavlink's codec with the MAVLink 2 signature check done in the spec's order.
 
-    pymavlink (2.4.x) stores a frame's timestamp as its stream's newest *before* comparing the
-    signature. The CRC does not cover the signature block, so anyone on the link can take one
-    genuine frame, raise its timestamp and send it: the forged frame is rejected, but every later
-    genuine frame of that (link, system, component) stream now looks old and is rejected too, for
-    as long as the forged timestamp stays ahead (years for a raised high byte). The C library
-    (``mavlink_signature_check``) verifies first. Found by fuzzing; regression test in
-    tests/fuzz/test_fuzz_regressions.py.
+    The spec (mavlink.io, "Message signing") and the C library (``mavlink_signature_check``)
+    check the signature first and only then move the stream's replay window. pymavlink does not:
+
+    * 2.4.50 stores a frame's timestamp as its stream's newest *before* comparing the signature.
+      The CRC does not cover the signature block, so anyone on the link can take one genuine
+      frame, raise its timestamp and send it: the forged frame is rejected, but every later
+      genuine frame of that (link, system, component) stream now looks old and is rejected too,
+      for as long as the forged timestamp stays ahead (years for a raised high byte);
+    * 2.4.43 (the newest armv7 wheel) has the same flaw for a new stream, and never advances an
+      established stream's window at all: any genuine frame newer than the stream's first one
+      can be replayed.
+
+    Both found by fuzzing (the second by the regression test under emulated armv7); tests in
+    tests/fuzz/test_fuzz_regressions.py. This check is the same whatever pymavlink is installed.
     """
 
     def check_signature(self, msgbuf: bytearray, srcSystem: int, srcComponent: int) -> bool:
-        streams = self.signing.stream_timestamps
+        signing = self.signing
+        if hashlib.sha256(signing.secret_key + bytes(msgbuf[:-6])).digest()[:6] != bytes(msgbuf[-6:]):
+            return False
+        timestamp = int.from_bytes(bytes(msgbuf[-12:-6]), "little")
         stream = (msgbuf[-13], srcSystem, srcComponent)
-        known, before = stream in streams, streams.get(stream)
-        ok = super().check_signature(msgbuf, srcSystem, srcComponent)
-        if not ok:  # restore the window: a frame without a valid signature must not move it
-            if known:
-                streams[stream] = before
-            else:
-                streams.pop(stream, None)
-        return ok
+        last = signing.stream_timestamps.get(stream)
+        if last is not None:
+            if timestamp <= last:  # a replay, or older than what the stream already sent
+                return False
+        elif timestamp + 6000 * 1000 < signing.timestamp:  # a new stream more than a minute old
+            return False
+        signing.stream_timestamps[stream] = timestamp
+        signing.timestamp = max(signing.timestamp, timestamp)
+        return True
 
 
 class MavlinkParser:

@@ -18,7 +18,9 @@ Findings (fixed in the module named in each test):
    (edge/format_graph.py).
 4. MAVLink signing: one forged frame (a genuine frame with its timestamp raised, so its
    signature fails, no key needed) locked the genuine stream out, because pymavlink moves the
-   replay window before checking the signature (firmware_bridge/mavlink.py).
+   replay window before checking the signature; and with pymavlink 2.4.43 (the armv7 wheel) an
+   established stream's window never moved, so genuine frames could be replayed. The parser now
+   checks signatures itself, in the spec's order (firmware_bridge/mavlink.py).
 5. The framed decoder held every FrameError with its traceback (decode_frame's frame and
    locals) until the end of a read: a stream of 2-byte bad frames cost 490x its size, on the
    link loop's ``feed`` path too. ``feed`` now drops errors as they come and errors carry no
@@ -212,6 +214,19 @@ def test_forged_signature_timestamp_does_not_lock_out_the_genuine_stream():
         assert [m.get_type() for m in parser.feed(GENUINE_2)] == ["SYS_STATUS"]  # was rejected as "old"
         # Replay protection itself still holds: the same genuine frame again is refused.
         assert parser.feed(GENUINE_2) == [] and parser.bad_signatures == 2
+
+
+def test_established_stream_refuses_replays():
+    # pymavlink 2.4.43 (the armv7 wheel) never advanced an established stream's window: replaying
+    # GENUINE_2 after GENUINE_1 + GENUINE_2 was accepted there.
+    from firmware_bridge.mavlink import MavlinkParser
+
+    from record_corpus import SIGNING_KEY
+
+    parser = MavlinkParser(SIGNING_KEY)
+    assert [m.get_type() for m in parser.feed(GENUINE_1 + GENUINE_2)] == ["HEARTBEAT", "SYS_STATUS"]
+    assert parser.feed(GENUINE_2) == [] and parser.feed(GENUINE_1) == []
+    assert parser.bad_signatures == 2
 
 
 def test_replay_window_survives_a_parser_reset():
