@@ -10,6 +10,7 @@ import threading
 
 import numpy as np
 
+from edge.daemon import SystemdNotifier
 from edge.sources import CameraUnavailable, FrameSource
 
 LABELS = [f"class{i}" for i in range(10)]
@@ -121,3 +122,15 @@ class FlakyCamera(FrameSource):
         if self.lose_after is not None and self._index >= self.lose_after:
             raise CameraUnavailable("Expected a frame, got USB disconnect")
         return self._frame(np.full((28, 28), self.value, np.uint8))
+
+
+class Recorder(SystemdNotifier):
+    """A systemd notifier that records its messages instead of sending them."""
+
+    def __init__(self):
+        super().__init__(env={})
+        self.messages = []
+
+    def notify(self, message):
+        self.messages.append(message)
+        return True

@@ -15,7 +15,7 @@ import pytest
 from edge.daemon import Daemon, DaemonError, SystemdNotifier
 from edge.daemon_config import ConfigError, load_config, parse_config
 from edge.sources import CameraUnavailable
-from edge_fakes import FakeInterpreter, FakeReporter, FlakyCamera, ListSource
+from edge_fakes import FakeInterpreter, FakeReporter, FlakyCamera, ListSource, Recorder
 
 BASE = """
 [model]
@@ -56,16 +56,6 @@ def interpreter_factory(path, threads):
     if "corrupt" in open(path).read():
         raise ValueError(f"Expected a .hbn model, got garbage in {path}")
     return FakeInterpreter(path, threads)
-
-
-class Recorder(SystemdNotifier):
-    def __init__(self):
-        super().__init__(env={})
-        self.messages = []
-
-    def notify(self, message):
-        self.messages.append(message)
-        return True
 
 
 def make_daemon(tmp_path, source_factory, **kw):

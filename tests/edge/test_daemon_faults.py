@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.daemon import Daemon, SystemdNotifier
+from edge.daemon import Daemon
+from edge_fakes import Recorder
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "models" / "lenet-fmnist-bw16-ba2.hbn"
@@ -36,16 +37,6 @@ pytest.importorskip("edge.interpreter")  # the real runtime (kernels built)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-class Recorder(SystemdNotifier):
-    def __init__(self):
-        super().__init__(env={})
-        self.messages = []
-
-    def notify(self, message):
-        self.messages.append(message)
-        return True
-
-
 @pytest.fixture(autouse=True)
 def restore_signals():
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
