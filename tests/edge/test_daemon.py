@@ -35,14 +35,6 @@ retry_max_s = 0.04
 """
 
 
-@pytest.fixture(autouse=True)
-def restore_signals():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for s, h in saved.items():
-        signal.signal(s, h)
-
-
 def write_config(tmp_path, model="good.hbn", source="fake:list", extra=""):
     path = tmp_path / "daemon.toml"
     path.write_text(BASE.format(model=model, source=source) + extra)

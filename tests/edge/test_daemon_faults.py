@@ -37,14 +37,6 @@ pytest.importorskip("edge.interpreter")  # the real runtime (kernels built)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def restore_signals():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for s, h in saved.items():
-        signal.signal(s, h)
-
-
 @pytest.fixture
 def model(tmp_path):
     path = tmp_path / "m.hbn"
