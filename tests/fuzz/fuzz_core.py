@@ -33,7 +33,7 @@ import traceback
 import tracemalloc
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 EMULATED = os.environ.get("HBNN_EMULATED", "")
 #: QEMU user mode runs Python 10-50x slower: time limits stretch by this factor there.
@@ -380,6 +380,18 @@ def havoc(rng: random.Random, data: bytes, donors: List[bytes] = (), ops: Option
             j = rng.randrange(n)
             buf[i], buf[j] = buf[j], buf[i]
     return bytes(buf)
+
+
+def cut_short(rng: random.Random, data: bytes) -> bytes:
+    """A stream that stops anywhere (a port closed mid-frame)."""
+    return data[:rng.randrange(len(data) + 1)]
+
+
+def splice_junk(rng: random.Random, data: bytes, sizes: Sequence[int]) -> bytes:
+    """Random bytes (one of `sizes` long) inserted at a random place (line noise)."""
+    junk = bytes(rng.getrandbits(8) for _ in range(rng.choice(sizes)))
+    cut = rng.randrange(len(data) + 1)
+    return data[:cut] + junk + data[cut:]
 
 
 def chunk_cuts(rng: random.Random, n: int, max_cuts: int = 6) -> List[int]:

@@ -39,7 +39,8 @@ import struct
 from collections import Counter
 from typing import Any, List, Tuple
 
-from fuzz_core import Case, Limits, OracleFailure, chunk_cuts, describe_exception, havoc, split_at
+from fuzz_core import (Case, Limits, OracleFailure, chunk_cuts, cut_short, describe_exception, havoc, splice_junk,
+                       split_at)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS_FILE = os.path.join(HERE, "corpus", "frames.bin")
@@ -139,12 +140,10 @@ class FramesTarget:
             data = havoc(rng, data, donors=self.frames, max_insert=32)
             stream_op = "havoc"
         elif r < 0.55:
-            data = data[:rng.randrange(len(data) + 1)]
+            data = cut_short(rng, data)
             stream_op = "truncate"
         elif r < 0.65:
-            junk = bytes(rng.getrandbits(8) for _ in range(rng.choice([1, 5, 40, 70, 200])))
-            cut = rng.randrange(len(data) + 1)
-            data = data[:cut] + junk + data[cut:]
+            data = splice_junk(rng, data, [1, 5, 40, 70, 200])
             stream_op = "garbage"
         if rng.random() < 0.1:
             data = data[rng.randrange(len(data) + 1):]  # joined mid-stream

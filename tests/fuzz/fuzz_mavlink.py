@@ -39,7 +39,8 @@ import struct
 from collections import Counter
 from typing import Any, List, Optional, Tuple
 
-from fuzz_core import Case, Limits, OracleFailure, chunk_cuts, describe_exception, havoc, split_at
+from fuzz_core import (Case, Limits, OracleFailure, chunk_cuts, cut_short, describe_exception, havoc, splice_junk,
+                       split_at)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -172,12 +173,10 @@ class MavlinkTarget:
             data = havoc(rng, data, donors=self.all_frames, max_insert=48)
             stream_op = "havoc"
         elif r < 0.45:
-            data = data[:rng.randrange(len(data) + 1)]
+            data = cut_short(rng, data)
             stream_op = "truncate"
         elif r < 0.55:
-            junk = bytes(rng.getrandbits(8) for _ in range(rng.choice([1, 3, 20, 100, 300])))
-            cut = rng.randrange(len(data) + 1)
-            data = data[:cut] + junk + data[cut:]
+            data = splice_junk(rng, data, [1, 3, 20, 100, 300])
             stream_op = "garbage"
         elif r < 0.62:
             f = bytes(rng.choice(window))
