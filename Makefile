@@ -26,7 +26,7 @@ demo: build
 	$(VENV)/bin/hbnn demo
 
 bench-kernels: build
-	$(PY) -m edge.cli bench kernels
+	$(PY) -m hbnn.cli bench kernels
 
 # Regenerate the golden vectors from the NumPy reference (commit the result).
 vectors: build

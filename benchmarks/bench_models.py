@@ -232,7 +232,7 @@ def targets(rows):
 
 
 def main(argv=None):
-    from edge.commands import add_bench_models_arguments
+    from hbnn.bench_commands import add_bench_models_arguments
     p = argparse.ArgumentParser(prog="bench_models.py", description=__doc__.split("\n")[0])
     add_bench_models_arguments(p)
     return run(p.parse_args(argv))
@@ -258,8 +258,8 @@ def run(args):
         print(line)
     result = {"rows": rows, "argv": sys.argv, "cpus": ncpu, "backend": cy_kernels.backend_name()}
     if args.memory:
-        from edge.commands import BUNDLED_CLIP, BUNDLED_MODEL
-        from edge.memory import measure_infer_memory
+        from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
+        from hbnn.memory import measure_infer_memory
         if BUNDLED_MODEL.is_file():
             mem = measure_infer_memory(str(BUNDLED_MODEL), str(BUNDLED_CLIP), 10000)
             result["memory"] = mem

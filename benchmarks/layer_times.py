@@ -1,6 +1,6 @@
 """Where a model's time goes: the median time of each step of ``Interpreter.invoke()``.
 
-    .venv/bin/python benchmarks/layer_times.py models/lenet-fmnist-bw16-ba2.hbn
+    .venv/bin/python benchmarks/layer_times.py hbnn/models/lenet-fmnist-bw16-ba2.hbn
     .venv/bin/python benchmarks/layer_times.py MODEL.hbn --runs 2000 --threads 1
 
 Each bound step (conv/dense with its kernel path, pooling, softmax, ...) is called on its own,

@@ -5,7 +5,7 @@ with its own generator seeded from (seed, epoch), so a run resumed at an epoch
 boundary continues exactly as an uninterrupted one would. The learning rate is
 a pure function of the step, so nothing but the Adam moments needs saving.
 
-Several processes (``torchrun --nproc_per_node N -m edge.cli train ...``,
+Several processes (``torchrun --nproc_per_node N -m hbnn.cli train ...``,
 WORLD_SIZE > 1) train with DistributedDataParallel, each on its shard of the
 epoch's permutation; rank 0 evaluates and writes the checkpoints.
 """

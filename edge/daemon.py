@@ -34,17 +34,15 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
-from .daemon_config import ConfigError, DaemonConfig, load_config
+from .daemon_config import DaemonConfig, load_config
+from .errors import BadFrameError, DaemonConfigError, DaemonError, SourceError
 from .loop import InferenceLoop, LoopStats
-from .preprocess import FrameError
 from .capture import LatestFrameGrabber
-from .sources import Frame, FrameSource, SourceError, open_source
+from .sources import Frame, FrameSource, open_source
 
 log = logging.getLogger("hbnn.daemon")
 
 
-class DaemonError(RuntimeError):
-    """The daemon cannot start (no working model or link)."""
 
 
 class SystemdNotifier:
@@ -343,7 +341,7 @@ class Daemon:
         """Load config, model and link; the camera is opened by the loop (with retries)."""
         try:
             cfg = load_config(self.config_path)
-        except ConfigError as exc:
+        except DaemonConfigError as exc:
             raise DaemonError(str(exc)) from exc
         self._log = setup_logging(cfg.log_level)
         try:
@@ -622,7 +620,7 @@ class Daemon:
             self.stats.dropped = self._grabber.dropped
         try:
             result = self.model.infer(frame)
-        except FrameError as exc:
+        except BadFrameError as exc:
             self.stats.bad_frames += 1
             if self.stats.bad_frames == 1 or self.stats.bad_frames % 100 == 0:
                 log.warning("bad frame %d skipped (%d so far): %s", frame.index, self.stats.bad_frames, exc)

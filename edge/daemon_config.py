@@ -22,8 +22,7 @@ else:  # pragma: no cover - Python 3.9/3.10
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
-    """The config file is missing, unreadable or has a bad value."""
+from .errors import DaemonConfigError
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -66,7 +65,7 @@ def _check_type(value, kind, where: str):
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(f"Expected {where} to be a {kind.__name__}, got {value!r}")
+        raise DaemonConfigError(f"Expected {where} to be a {kind.__name__}, got {value!r}")
     return value
 
 
@@ -75,18 +74,18 @@ def parse_config(data: Dict[str, Any], origin: str = "config", base_dir: Optiona
     values: Dict[str, Any] = {}
     for section, content in data.items():
         if section not in _SCHEMA:
-            raise ConfigError(f"Expected sections {sorted(_SCHEMA)} in {origin}, got [{section}]")
+            raise DaemonConfigError(f"Expected sections {sorted(_SCHEMA)} in {origin}, got [{section}]")
         if not isinstance(content, dict):
-            raise ConfigError(f"Expected [{section}] to be a table in {origin}, got {content!r}")
+            raise DaemonConfigError(f"Expected [{section}] to be a table in {origin}, got {content!r}")
         for key, value in content.items():
             if key not in _SCHEMA[section]:
-                raise ConfigError(f"Expected keys {sorted(_SCHEMA[section])} in [{section}] of {origin}, "
+                raise DaemonConfigError(f"Expected keys {sorted(_SCHEMA[section])} in [{section}] of {origin}, "
                                   f"got {key!r}")
             name, kind = _SCHEMA[section][key]
             values[name] = _check_type(value, kind, f"{section}.{key}")
     for required, where in (("model", "model.path"), ("source", "source.spec")):
         if not values.get(required):
-            raise ConfigError(f"Expected {where} in {origin}, got nothing")
+            raise DaemonConfigError(f"Expected {where} in {origin}, got nothing")
     if base_dir is not None:
         if not Path(values["model"]).is_absolute():
             values["model"] = str(base_dir / values["model"])
@@ -102,30 +101,30 @@ def parse_config(data: Dict[str, Any], origin: str = "config", base_dir: Optiona
         values["stats_file"] = None  # stats_file = "" turns it off
     cfg = DaemonConfig(**values)
     if cfg.log_level.lower() not in LOG_LEVELS:
-        raise ConfigError(f"Expected daemon.log_level in {LOG_LEVELS}, got {cfg.log_level!r}")
+        raise DaemonConfigError(f"Expected daemon.log_level in {LOG_LEVELS}, got {cfg.log_level!r}")
     if cfg.protocol not in ("mavlink", "frames"):
-        raise ConfigError(f"Expected link.protocol 'mavlink' or 'frames', got {cfg.protocol!r}")
+        raise DaemonConfigError(f"Expected link.protocol 'mavlink' or 'frames', got {cfg.protocol!r}")
     if cfg.threads < 0 or cfg.topk < 1:
-        raise ConfigError(f"Expected model.threads >= 0 and model.topk >= 1, got {cfg.threads}, {cfg.topk}")
+        raise DaemonConfigError(f"Expected model.threads >= 0 and model.topk >= 1, got {cfg.threads}, {cfg.topk}")
     if not (0 < cfg.retry_initial_s <= cfg.retry_max_s):
-        raise ConfigError(f"Expected 0 < retry_initial_s <= retry_max_s, got {cfg.retry_initial_s}, "
+        raise DaemonConfigError(f"Expected 0 < retry_initial_s <= retry_max_s, got {cfg.retry_initial_s}, "
                           f"{cfg.retry_max_s}")
     if cfg.max_fps < 0:
-        raise ConfigError(f"Expected source.max_fps >= 0 (0 = unlimited), got {cfg.max_fps}")
+        raise DaemonConfigError(f"Expected source.max_fps >= 0 (0 = unlimited), got {cfg.max_fps}")
     if cfg.frame_timeout_s <= 0 or cfg.status_interval_s <= 0:
-        raise ConfigError("Expected positive source.frame_timeout_s and daemon.status_interval_s, got "
+        raise DaemonConfigError("Expected positive source.frame_timeout_s and daemon.status_interval_s, got "
                           f"{cfg.frame_timeout_s}, {cfg.status_interval_s}")
     return cfg
 
 
 def load_config(path) -> DaemonConfig:
-    """Read and validate a TOML config file; raises ConfigError with the reason."""
+    """Read and validate a TOML config file; raises DaemonConfigError with the reason."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
     except OSError as exc:
-        raise ConfigError(f"Expected a readable config file, got {path}: {exc.strerror or exc}") from exc
+        raise DaemonConfigError(f"Expected a readable config file, got {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Expected valid TOML in {path}, got {exc}") from exc
+        raise DaemonConfigError(f"Expected valid TOML in {path}, got {exc}") from exc
     return parse_config(data, str(path), base_dir=path.parent)

@@ -18,7 +18,7 @@ import numpy as np
 from firmware_bridge import InferenceResult  # the bridge's result type is what reporters accept
 
 from .capture import LatestFrameGrabber
-from .preprocess import FrameError, Preprocessor
+from .preprocess import BadFrameError, Preprocessor
 from .sources import Frame, FrameSource
 
 
@@ -103,7 +103,7 @@ class InferenceLoop:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
 
     def infer(self, frame: Frame) -> InferenceResult:
-        """Preprocess + invoke one frame. Raises FrameError for an unusable frame.
+        """Preprocess + invoke one frame. Raises BadFrameError for an unusable frame.
 
         ``latency_ms`` is capture-to-result (what the autopilot cares about): for a camera it
         includes the wait in the capture slot, for a file it is the processing time.
@@ -127,7 +127,7 @@ class InferenceLoop:
     def run(self, source: FrameSource, *, reporter=None,
             on_result: Optional[Callable[[InferenceResult, Frame], None]] = None,
             on_status: Optional[Callable[[LoopStats], None]] = None, status_interval: float = 1.0,
-            on_bad_frame: Optional[Callable[[Frame, FrameError], None]] = None,
+            on_bad_frame: Optional[Callable[[Frame, BadFrameError], None]] = None,
             max_frames: Optional[int] = None, latest_frame_wins: Optional[bool] = None,
             stop: Optional[threading.Event] = None, frame_timeout: float = 10.0) -> LoopStats:
         """Run until the source ends, ``max_frames`` results, or ``stop`` is set.
@@ -150,7 +150,7 @@ class InferenceLoop:
                     break
                 try:
                     result = self.infer(frame)
-                except FrameError as exc:
+                except BadFrameError as exc:
                     stats.bad_frames += 1
                     if on_bad_frame is not None:
                         on_bad_frame(frame, exc)

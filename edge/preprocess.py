@@ -11,16 +11,10 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .errors import BadFrameError, InputSpecError
+
 # ITU-R BT.601 luma, the weights OpenCV and PIL use for RGB -> gray.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-class FrameError(ValueError):
-    """A frame the preprocessor cannot use (wrong shape, dtype or non-finite values)."""
-
-
-class InputSpecError(ValueError):
-    """The model's input spec is malformed."""
 
 
 def _per_channel(values, channels: int, name: str) -> np.ndarray:
@@ -99,17 +93,17 @@ class Preprocessor:
         return self._plans[key]
 
     def validate(self, frame) -> np.ndarray:
-        """The frame as (H, W, C) with C in 1/3; raises FrameError naming the problem."""
+        """The frame as (H, W, C) with C in 1/3; raises BadFrameError naming the problem."""
         if not isinstance(frame, np.ndarray):
-            raise FrameError(f"Expected a NumPy array frame, got {type(frame).__name__}")
+            raise BadFrameError(f"Expected a NumPy array frame, got {type(frame).__name__}")
         if frame.dtype != np.uint8 and frame.dtype not in (np.float32, np.float64):
-            raise FrameError(f"Expected a uint8 (or float32/64 pixel) frame, got dtype {frame.dtype}")
+            raise BadFrameError(f"Expected a uint8 (or float32/64 pixel) frame, got dtype {frame.dtype}")
         if frame.ndim == 2:
             frame = frame[:, :, None]
         if frame.ndim != 3 or frame.shape[2] not in (1, 3, 4) or frame.shape[0] < 1 or frame.shape[1] < 1:
-            raise FrameError(f"Expected a frame of shape (H, W) or (H, W, 1|3|4), got {frame.shape}")
+            raise BadFrameError(f"Expected a frame of shape (H, W) or (H, W, 1|3|4), got {frame.shape}")
         if frame.dtype != np.uint8 and not np.isfinite(frame).all():
-            raise FrameError("Expected finite pixel values, got NaN or inf in the frame")
+            raise BadFrameError("Expected finite pixel values, got NaN or inf in the frame")
         return frame[:, :, :3]  # drop alpha
 
     def __call__(self, frame, out: Optional[np.ndarray] = None) -> np.ndarray:

@@ -25,20 +25,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 
-class SourceError(Exception):
-    """Base class for frame-source failures."""
-
-
-class SourceSpecError(SourceError, ValueError):
-    """The ``--source`` string names no known source or is malformed."""
-
-
-class MissingDependency(SourceError):
-    """An optional package the source needs is not installed."""
-
-
-class CameraUnavailable(SourceError):
-    """The camera/file cannot be opened, or stopped delivering frames."""
+from .errors import CameraUnavailable, MissingDependency, SourceError, SourceSpecError
 
 
 @dataclass
@@ -356,5 +343,3 @@ def open_source(spec: str, *, loop: bool = False) -> FrameSource:
         return ImageDirSource(rest, loop=loop)
     return OpenCVSource(kind, rest, loop=loop)
 
-
-from .capture import LatestFrameGrabber  # noqa: E402,F401  (re-exported: part of the sources API)

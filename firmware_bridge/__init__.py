@@ -23,7 +23,7 @@ Runtime API
     ``signing_link_id``; ``queue_size`` (4); ``status_rate_hz`` (2),
     ``status_repeat_s`` (10); ``on_message`` (callback for inbound messages,
     run on the I/O thread); ``reconnect_min_s``/``reconnect_max_s`` (backoff
-    0.05 s doubling to 2 s). Unknown options raise ``ConfigError``; with
+    0.05 s doubling to 2 s). Unknown options raise ``LinkConfigError``; with
     ``frames``, signing and ``debug_vect`` are refused and the other MAVLink
     options are ignored.
 
@@ -65,7 +65,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import BridgeError, ConfigError, FrameError, InvalidResultError, LinkError, SigningKeyError
+from .errors import BridgeError, LinkConfigError, FrameError, InvalidResultError, LinkError, SigningKeyError
 from .frames import FrameDecoder, decode_frame, encode_result, encode_status
 from .keyfile import load_signing_key
 from .listener import Listener, listen
@@ -74,7 +74,7 @@ from .reporter import Reporter, open_reporter
 from .results import InferenceResult, StatusMessage
 
 __all__ = [
-    "BridgeError", "ConfigError", "FrameError", "InvalidResultError", "LinkError", "SigningKeyError",
+    "BridgeError", "LinkConfigError", "FrameError", "InvalidResultError", "LinkError", "SigningKeyError",
     "FrameDecoder", "decode_frame", "encode_result", "encode_status", "load_signing_key",
     "Listener", "listen", "describe", "Reporter", "open_reporter", "InferenceResult", "StatusMessage",
     "VirtualSerialPair",

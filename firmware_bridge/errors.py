@@ -11,7 +11,7 @@ class BridgeError(Exception):
     """Base class of every firmware-bridge failure."""
 
 
-class ConfigError(BridgeError, ValueError):
+class LinkConfigError(BridgeError, ValueError):
     """An option given to a reporter or listener is invalid."""
 
 

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-from .errors import ConfigError, LinkError
+from .errors import LinkConfigError, LinkError
 from .keyfile import load_signing_key
 from .protocols import make_protocol
 from .transport import link_exceptions, open_port, port_fileno, read_some
@@ -38,9 +38,9 @@ class Listener:
         self._parser = self._proto.new_parser()
         if isinstance(autopilot_heartbeat_hz, bool) or not isinstance(autopilot_heartbeat_hz, (int, float)) \
                 or autopilot_heartbeat_hz < 0:
-            raise ConfigError(f"Expected autopilot_heartbeat_hz >= 0, got {autopilot_heartbeat_hz!r}")
+            raise LinkConfigError(f"Expected autopilot_heartbeat_hz >= 0, got {autopilot_heartbeat_hz!r}")
         if autopilot_heartbeat_hz and protocol != "mavlink":
-            raise ConfigError("Expected autopilot_heartbeat_hz only with protocol 'mavlink', got 'frames'")
+            raise LinkConfigError("Expected autopilot_heartbeat_hz only with protocol 'mavlink', got 'frames'")
         self._hb_period = 1.0 / autopilot_heartbeat_hz if autopilot_heartbeat_hz else None
         self._fc_heartbeat = None
         if self._hb_period is not None:

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from pymavlink.dialects.v20 import common as mavlink2
 
-from .errors import ConfigError
+from .errors import LinkConfigError
 from .results import InferenceResult, severity_value
 
 DEFAULT_NAMES = ("HBNN_CLS", "HBNN_CONF", "HBNN_TOPC", "HBNN_TOPP")
@@ -49,17 +49,17 @@ def check_names(names: Optional[Sequence[str]]) -> Tuple[str, ...]:
     if names is None:
         return DEFAULT_NAMES
     if isinstance(names, str) or not 1 <= len(names) <= 4:
-        raise ConfigError(f"Expected names as 1-4 strings (class, confidence, top-k ids, top-k conf), got {names!r}")
+        raise LinkConfigError(f"Expected names as 1-4 strings (class, confidence, top-k ids, top-k conf), got {names!r}")
     out = list(names) + list(DEFAULT_NAMES[len(names):])
     for name in out:
         if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX or not name.isascii():
-            raise ConfigError(f"Expected each name to be 1-{NAME_MAX} ASCII characters, got {name!r}")
+            raise LinkConfigError(f"Expected each name to be 1-{NAME_MAX} ASCII characters, got {name!r}")
     return tuple(out)
 
 
 def check_id(what: str, value: object, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 255:
-        raise ConfigError(f"Expected {what} in {low}..255, got {value!r}")
+        raise LinkConfigError(f"Expected {what} in {low}..255, got {value!r}")
     return value
 
 

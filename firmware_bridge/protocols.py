@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError
+from .errors import LinkConfigError
 from .frames import FrameDecoder, encode_result, encode_status
 from .keyfile import load_signing_key
 from .results import InferenceResult, StatusMessage
@@ -112,7 +112,7 @@ def _heartbeat_period(heartbeat: Any) -> Optional[float]:
         return 1.0
     if isinstance(heartbeat, (int, float)) and 0 < heartbeat <= 50:
         return 1.0 / float(heartbeat)
-    raise ConfigError(f"Expected heartbeat as True/False or a rate in (0, 50] Hz, got {heartbeat!r}")
+    raise LinkConfigError(f"Expected heartbeat as True/False or a rate in (0, 50] Hz, got {heartbeat!r}")
 
 
 MAVLINK_OPTIONS = ("system_id", "component_id", "names", "heartbeat", "debug_vect", "signing_key_file",
@@ -129,16 +129,16 @@ def make_protocol(protocol: str, clock: Callable[[], float] = time.monotonic, **
     """
     unknown = sorted(set(options) - set(MAVLINK_OPTIONS))
     if unknown:
-        raise ConfigError(f"Expected options among {', '.join(MAVLINK_OPTIONS)} (and the link options), "
+        raise LinkConfigError(f"Expected options among {', '.join(MAVLINK_OPTIONS)} (and the link options), "
                           f"got {', '.join(map(repr, unknown))}")
     if protocol == "frames":
         for key in ("signing_key_file", "signing_key", "debug_vect"):
             if options.get(key):
-                raise ConfigError(f"Expected {key} only with protocol 'mavlink', got protocol 'frames'")
+                raise LinkConfigError(f"Expected {key} only with protocol 'mavlink', got protocol 'frames'")
         return FramesProtocol()
     if protocol == "mavlink":
         return MavlinkProtocol(clock=clock, **options)
-    raise ConfigError(f"Expected protocol 'mavlink' or 'frames', got {protocol!r}")
+    raise LinkConfigError(f"Expected protocol 'mavlink' or 'frames', got {protocol!r}")
 
 
 def describe(msg: Any) -> str:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
-from .errors import BridgeError, ConfigError, InvalidResultError
+from .errors import BridgeError, LinkConfigError, InvalidResultError
 from .linkloop import LinkLoop
 from .protocols import make_protocol
 from .results import InferenceResult, severity_value
@@ -35,7 +35,7 @@ def _positive(name: str, value: Any, allow_none: bool = False) -> Optional[float
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"Expected {name} to be a positive number{' or None' if allow_none else ''}, got {value!r}")
+        raise LinkConfigError(f"Expected {name} to be a positive number{' or None' if allow_none else ''}, got {value!r}")
     return float(value)
 
 
@@ -60,7 +60,7 @@ class Reporter(LinkLoop):
         self._status_repeat = _positive("status_repeat_s", status_repeat_s)
         for name, value in (("queue_size", queue_size), ("status_queue", status_queue)):
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
-                raise ConfigError(f"Expected {name} in 1..1024, got {value!r}")
+                raise LinkConfigError(f"Expected {name} in 1..1024, got {value!r}")
         self._backoff_min = _positive("reconnect_min_s", reconnect_min_s)
         self._backoff_max = max(self._backoff_min, _positive("reconnect_max_s", reconnect_max_s))  # type: ignore[type-var]
         self._open = port_factory or (lambda: open_port(url, baudrate))

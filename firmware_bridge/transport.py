@@ -13,7 +13,7 @@ import select
 from typing import Any, Optional, Tuple
 from urllib.parse import parse_qsl, urlencode
 
-from .errors import ConfigError, LinkError
+from .errors import LinkConfigError, LinkError
 
 DEFAULT_BAUDRATE = 921600
 #: Longest a write may block on ports we cannot select() on (loop://, custom).
@@ -23,7 +23,7 @@ FALLBACK_WRITE_TIMEOUT = 0.05
 def split_url(url: str, baudrate: Optional[int] = None) -> Tuple[str, int]:
     """Return (url for pyserial, baudrate); an explicit ``baudrate`` beats ``?baudrate=``."""
     if not isinstance(url, str) or not url.strip():
-        raise ConfigError(f"Expected a device path or pyserial URL, got {url!r}")
+        raise LinkConfigError(f"Expected a device path or pyserial URL, got {url!r}")
     base, sep, query = url.strip().partition("?")
     rate: Any = None
     kept = []
@@ -41,7 +41,7 @@ def split_url(url: str, baudrate: Optional[int] = None) -> Tuple[str, int]:
     except (TypeError, ValueError):
         rate_int = 0
     if isinstance(rate, bool) or rate_int <= 0 or str(rate_int) != str(rate).strip():
-        raise ConfigError(f"Expected baudrate to be a positive integer, got {rate!r}")
+        raise LinkConfigError(f"Expected baudrate to be a positive integer, got {rate!r}")
     return (base + ("?" + urlencode(kept) if kept else "")), rate_int
 
 

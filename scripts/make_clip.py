@@ -1,8 +1,8 @@
-"""Cut the bundled demo clip (models/fmnist-test-clip.npz) from the Fashion-MNIST test set.
+"""Cut the bundled demo clip (hbnn/models/fmnist-test-clip.npz) from the Fashion-MNIST test set.
 
 Fashion-MNIST (c) Zalando SE, MIT licence. Only *test* images are used, so the clip never
 overlaps the training data. Run once; the result is committed.
-    python scripts/make_clip.py /usr/share/datasets/fashion-mnist models/fmnist-test-clip.npz
+    python scripts/make_clip.py /usr/share/datasets/fashion-mnist hbnn/models/fmnist-test-clip.npz
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 from cy_kernels import reference as ref
 from converters.analyze import (LIMIT_DEGREES, angle_degrees, angle_table, binarize_np, format_angle_table,
                                 pearson)
-from edge.cli import main as hbnn
+from hbnn.cli import main as hbnn
 
 
 def test_limit_constant():

@@ -16,7 +16,7 @@ from converters.export import convert, float32_bytes, load_model, model_to_graph
 from converters.graph_run import GraphRunner, preprocess
 from converters.train import to_nchw
 from converters.zoo import build_model
-from edge.cli import main as hbnn
+from hbnn.cli import main as hbnn
 
 
 def _trained_like(arch="lenet", bw=16, ba=2, seed=0, layer_betas=None):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from converters import checkpoint as ckpt
 from converters.errors import CheckpointError, ConfigError
 from converters.train import TrainOptions, train
-from edge.cli import main as hbnn
+from hbnn.cli import main as hbnn
 
 
 def _opts(data_dir, out, **kw):

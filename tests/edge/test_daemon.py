@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.daemon import Daemon, DaemonError, SystemdNotifier
-from edge.daemon_config import ConfigError, load_config, parse_config
+from edge.daemon_config import DaemonConfigError, load_config, parse_config
 from edge.sources import CameraUnavailable
 from edge_fakes import FakeInterpreter, FakeReporter, FlakyCamera, ListSource, Recorder
 
@@ -193,7 +193,7 @@ def test_start_errors(tmp_path):
     ({"model": {"path": "m"}, "source": {"spec": "s"}, "daemon": {"retry_initial_s": 0}}, "retry"),
 ])
 def test_config_errors(doc, match):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(DaemonConfigError, match=match):
         parse_config(doc)
 
 
@@ -254,7 +254,7 @@ def test_daemon_process_ready_then_sigterm(tmp_path):
     server.bind(addr)
     server.settimeout(30)
     env = dict(os.environ, NOTIFY_SOCKET=addr, WATCHDOG_USEC="1000000")
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "daemon", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "hbnn.cli", "daemon", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         got = []

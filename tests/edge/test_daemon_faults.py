@@ -31,7 +31,7 @@ from edge.daemon import Daemon
 from edge_fakes import Recorder
 
 REPO = Path(__file__).resolve().parents[2]
-BUNDLED = REPO / "models" / "lenet-fmnist-bw16-ba2.hbn"
+BUNDLED = REPO / "hbnn" / "models" / "lenet-fmnist-bw16-ba2.hbn"
 
 pytest.importorskip("edge.interpreter")  # the real runtime (kernels built)
 
@@ -208,7 +208,7 @@ def run_with_faults(daemon, inject, max_frames, timeout=20.0):
 
 
 def clip_images(n=8):
-    with np.load(REPO / "models" / "fmnist-test-clip.npz", allow_pickle=False) as data:
+    with np.load(REPO / "hbnn" / "models" / "fmnist-test-clip.npz", allow_pickle=False) as data:
         return np.asarray(data["images"][:n])
 
 
@@ -261,7 +261,7 @@ def test_camera_disappears_and_returns(tmp_path, model, pty_pair, capsys):
 def test_serial_link_closed_and_reopened_mid_run(tmp_path, model, pty_pair, capsys, protocol):
     """The USB-serial adapter to the autopilot vanishes for a while and comes back under the same
     path; the daemon keeps inferring, the bridge counts what it could not send."""
-    (tmp_path / "clip.npz").write_bytes((REPO / "models" / "fmnist-test-clip.npz").read_bytes())
+    (tmp_path / "clip.npz").write_bytes((REPO / "hbnn" / "models" / "fmnist-test-clip.npz").read_bytes())
     cfg = write_config(tmp_path, "npz:clip.npz", link=pty_pair.url, protocol=protocol, max_fps=250, loop=True)
     fc = FlightController(pty_pair, protocol)
     d = Daemon(cfg, notifier=Recorder())
@@ -528,7 +528,7 @@ def _start_daemon(cfg, tmp_path, stdout):
     server.bind(addr)
     server.settimeout(0.2)
     env = dict(os.environ, NOTIFY_SOCKET=addr)
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "daemon", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "hbnn.cli", "daemon", "--config", str(cfg)],
                             stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     got = []
     deadline = time.monotonic() + 30
@@ -645,7 +645,7 @@ def test_daemon_process_with_stdout_on_a_full_disk(tmp_path, model, pty_pair):
 
 # ---- the config knobs the faults need ---------------------------------------------------------
 def test_stats_file_max_fps_and_key_paths_in_the_config(tmp_path):
-    from edge.daemon_config import ConfigError, load_config, parse_config
+    from edge.daemon_config import DaemonConfigError, load_config, parse_config
 
     path = tmp_path / "d.toml"
     path.write_text('[model]\npath = "m.hbn"\n[source]\nspec = "synthetic"\nmax_fps = 30\n'
@@ -657,7 +657,7 @@ def test_stats_file_max_fps_and_key_paths_in_the_config(tmp_path):
     base = {"model": {"path": "m"}, "source": {"spec": "s"}}
     assert parse_config(base).stats_file is None and parse_config(base).max_fps == 0
     assert parse_config({**base, "daemon": {"stats_file": ""}}).stats_file is None
-    with pytest.raises(ConfigError, match="max_fps"):
+    with pytest.raises(DaemonConfigError, match="max_fps"):
         parse_config({"model": {"path": "m"}, "source": {"spec": "s", "max_fps": -1}})
 
 
@@ -679,7 +679,7 @@ def test_corrupt_or_vanished_source_files_are_source_errors(tmp_path):
     """`hbnn infer` and the daemon both see SourceError (a clean message), never zipfile/numpy errors."""
     from edge.sources import CameraUnavailable, SourceError, open_source
 
-    (tmp_path / "cut.npz").write_bytes((REPO / "models" / "fmnist-test-clip.npz").read_bytes()[:3000])
+    (tmp_path / "cut.npz").write_bytes((REPO / "hbnn" / "models" / "fmnist-test-clip.npz").read_bytes()[:3000])
     with pytest.raises(SourceError, match="readable .npz clip"):
         open_source(f"npz:{tmp_path / 'cut.npz'}").open()
     frames = tmp_path / "imgs"

@@ -133,7 +133,7 @@ def test_real_interpreter_on_the_bundled_clip_matches_the_reference(tmp_path):
     from edge.interpreter import Interpreter
     from edge.reference_model import reference_forward
     loop = InferenceLoop(Interpreter(str(path)), topk=5)
-    src = NpzSource("models/fmnist-test-clip.npz").open()
+    src = NpzSource("hbnn/models/fmnist-test-clip.npz").open()
     results = []
     stats = loop.run(src, on_result=lambda r, f: results.append(r), max_frames=20)
     assert stats.frames == 20 and stats.labelled == 20
@@ -150,7 +150,7 @@ def test_no_memory_growth_with_the_real_runtime(tmp_path):
     loop = InferenceLoop(Interpreter(str(path)))
     sink = FakeReporter()
     sink.report = lambda r: None
-    clip = "models/fmnist-test-clip.npz"
+    clip = "hbnn/models/fmnist-test-clip.npz"
     loop.run(NpzSource(clip, loop=True).open(), reporter=sink, max_frames=300)
     tracemalloc.start()
     try:

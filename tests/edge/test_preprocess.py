@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.preprocess import FrameError, InputSpecError, Preprocessor
+from edge.preprocess import BadFrameError, InputSpecError, Preprocessor
 
 FMNIST = {"shape": [28, 28, 1], "layout": "NHWC", "pixel_scale": 1 / 255, "mean": [0.2860], "std": [0.3530]}
 
@@ -99,7 +99,7 @@ def test_batch():
     (None, "NoneType"),
 ])
 def test_bad_frames_raise_frame_error(frame, match):
-    with pytest.raises(FrameError, match=match):
+    with pytest.raises(BadFrameError, match=match):
         Preprocessor(FMNIST)(frame)
 
 

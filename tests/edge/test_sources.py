@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from edge.sources import (CameraUnavailable, Frame, FrameSource, ImageDirSource, LatestFrameGrabber,
-                          MissingDependency, NpzSource, SourceError, SourceSpecError, SyntheticSource,
-                          open_source)
+from edge.capture import LatestFrameGrabber
+from edge.sources import (CameraUnavailable, Frame, FrameSource, ImageDirSource, MissingDependency, NpzSource,
+                          SourceError, SourceSpecError, SyntheticSource, open_source)
 
 
 @pytest.mark.parametrize("spec", ["", "webcam", "v4l2", "v4l2:", "npz:", "rtsp://cam", "synthetic:abc",
@@ -51,7 +51,7 @@ def test_npz_clip_frames_and_labels(tmp_path):
 
 
 def test_bundled_clip_is_real_fashion_mnist_test_data():
-    src = NpzSource("models/fmnist-test-clip.npz").open()
+    src = NpzSource("hbnn/models/fmnist-test-clip.npz").open()
     assert 200 <= len(src) <= 500
     assert src.images.dtype == np.uint8 and src.images.shape[1:] == (28, 28)
     assert set(np.unique(src.labels)) == set(range(10))

@@ -1,7 +1,6 @@
-"""``hbnn listen`` and ``hbnn bridge-test`` end to end over a pty."""
+"""``hbnn listen`` and ``hbnn bridge-test`` (hbnn.link_commands) end to end over a pty."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import threading
 import pytest
 
 from firmware_bridge import Listener, encode_result, encode_status
-from firmware_bridge.cli import register
+from hbnn.cli import main as run_cli
 
 from fb_helpers import make_result, wait_until
 
@@ -20,32 +19,15 @@ pytestmark = pytest.mark.no_emulation
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-def run_cli(argv):
-    """Our subcommands under a bare parser, with edge.cli's error convention (exit 2)."""
-    from edge.cli import CommandError
-
-    parser = argparse.ArgumentParser(prog="hbnn")
-    sub = parser.add_subparsers(dest="command")
-    bench_sub = sub.add_parser("bench").add_subparsers()
-    register(sub, bench_sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except CommandError as exc:
-        print(f"hbnn: error: {exc}", file=sys.stderr)
-        return 2
-
-
 def test_registration_imports_nothing_heavy():
-    code = ("import argparse, sys; import firmware_bridge.cli as c; p = argparse.ArgumentParser(); "
-            "s = p.add_subparsers(); c.register(s, s); "
+    code = ("import sys; from hbnn.cli import build_parser; build_parser(); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pymavlink', 'serial', 'torch', 'cv2'}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_hbnn_lists_the_commands():
-    from edge.cli import build_parser
+    from hbnn.cli import build_parser
 
     text = build_parser().format_help()
     assert "listen" in text and "bridge-test" in text

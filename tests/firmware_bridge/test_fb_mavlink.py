@@ -11,7 +11,7 @@ import pytest
 from pymavlink.dialects.v20 import common as mavlink2
 from pymavlink.generator.mavcrc import x25crc
 
-from firmware_bridge import ConfigError, Listener, SigningKeyError, load_signing_key, open_reporter
+from firmware_bridge import LinkConfigError, Listener, SigningKeyError, load_signing_key, open_reporter
 from firmware_bridge.keyfile import parse_signing_key
 from firmware_bridge.mavlink import MavlinkParser
 
@@ -111,7 +111,7 @@ def test_names_ids_and_rate_are_configurable(pty_pair, fake_clock):
     (dict(sistem_id=3), "options among"),
 ])
 def test_bad_options_are_refused(options, fragment):
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(LinkConfigError) as info:
         open_reporter("loop://", "mavlink", **options)
     assert fragment in str(info.value) and str(info.value).startswith("Expected")
 
@@ -311,9 +311,9 @@ def test_frames_ignores_mavlink_identity_options():
 
 
 def test_signing_key_is_refused_for_frames(key_file):
-    with pytest.raises(ConfigError, match="only with protocol 'mavlink'"):
+    with pytest.raises(LinkConfigError, match="only with protocol 'mavlink'"):
         open_reporter("loop://", "frames", signing_key_file=key_file)
-    with pytest.raises(ConfigError, match="Expected protocol"):
+    with pytest.raises(LinkConfigError, match="Expected protocol"):
         open_reporter("loop://", "can-bus")
 
 

@@ -5,7 +5,7 @@ an ``HbnModel`` or raises ``edge.errors.ModelFormatError`` naming the problem; a
 failure. The loader reads nothing but a path, so each case is written to a file first (tmpfs
 when there is one) and the old file is unlinked, never overwritten (a model in use is mapped).
 
-Corpus: the bundled model (models/lenet-fmnist-bw16-ba2.hbn, 195 KB) and a 2 KB model built
+Corpus: the bundled model (hbnn/models/lenet-fmnist-bw16-ba2.hbn, 195 KB) and a 2 KB model built
 here that uses every layer type, null betas, a bias-less conv and K % 64 != 0 (padding bits).
 
 Strategies (one per case, weights in STRATEGIES): raw byte havoc biased to the header;
@@ -47,7 +47,7 @@ import numpy as np
 from fuzz_core import Case, Limits, OracleFailure, describe_exception, havoc
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BUNDLED = os.path.join(REPO, "models", "lenet-fmnist-bw16-ba2.hbn")
+BUNDLED = os.path.join(REPO, "hbnn", "models", "lenet-fmnist-bw16-ba2.hbn")
 
 LIMITS = Limits(time_s=2.0, hard_s=20.0, mem_factor=32, mem_const=8 << 20)
 

@@ -1,4 +1,4 @@
-"""``hbnn infer``, ``hbnn daemon``, ``hbnn demo``, ``hbnn bench models``, ``bench memory`` and ``bench soak``.
+"""``hbnn infer``, ``hbnn daemon`` and ``hbnn demo``: the on-board runtime (edge) from the command line.
 
 Registration is cheap (argparse only); each handler imports what it needs.
 """
@@ -11,15 +11,11 @@ import sys
 import threading
 from pathlib import Path
 
-from .cli import CommandError
-
-REPO = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = REPO / "models" / "lenet-fmnist-bw16-ba2.hbn"
-BUNDLED_CLIP = REPO / "models" / "fmnist-test-clip.npz"
+from .bundled import BUNDLED_CLIP, BUNDLED_MODEL
+from .errors import CommandError
 
 
-def register(sub, bench_sub) -> None:
-    p = sub.add_parser("infer", help="run a model on a frame source, print results and stats")
+def add_infer(p) -> None:
     p.add_argument("--model", required=True, help="model file (.hbn)")
     p.add_argument("--source", required=True,
                    help="picamera2 | v4l2:/dev/videoN | gst:<pipeline> | video:FILE | images:DIR | "
@@ -36,44 +32,19 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--status-interval", type=float, default=1.0, metavar="S")
     p.set_defaults(func=cmd_infer)
 
-    p = sub.add_parser("daemon", help="run source -> model -> link as a service (systemd)")
+
+def add_daemon(p) -> None:
     p.add_argument("--config", default="/etc/hbnn/daemon.toml")
     p.set_defaults(func=cmd_daemon)
 
-    p = sub.add_parser("demo", help="bundled model + clip -> MAVLink over a pty -> decoded on the FC side")
+
+def add_demo(p) -> None:
     p.add_argument("--model", default=str(BUNDLED_MODEL))
     p.add_argument("--clip", default=str(BUNDLED_CLIP))
     p.add_argument("--show", type=int, default=12, help="FC-side messages to print (rest are counted)")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=cmd_demo)
 
-    if bench_sub is not None:
-        p = bench_sub.add_parser("models", help="end-to-end latency vs LiteRT/TFLite/ONNX Runtime")
-        add_bench_models_arguments(p)
-        p.set_defaults(func=cmd_bench_models)
-        p = bench_sub.add_parser("memory", help="peak RSS and RSS growth of `hbnn infer` on a long run")
-        p.add_argument("--model", default=str(BUNDLED_MODEL))
-        p.add_argument("--frames", type=int, default=10000)
-        p.set_defaults(func=cmd_bench_memory)
-        from .soak import register_soak  # its handler lives in edge/soak.py
-        register_soak(bench_sub)
-
-
-def add_bench_models_arguments(p) -> None:
-    """Options of ``hbnn bench models`` (shared with ``python benchmarks/bench_models.py``)."""
-    p.add_argument("--archs", default="lenet,alexnet")
-    p.add_argument("--betas", default="16,2 16,16 64,64 inf,inf 1,1",
-                   help='(beta_w,beta_a) pairs; 1,1 = full precision (default: "%(default)s")')
-    p.add_argument("--threads", default="1,all", help="comma list; 'all' = every core (default: %(default)s)")
-    p.add_argument("--runs", type=int, default=300, help="timed calls per configuration")
-    p.add_argument("--max-seconds", type=float, default=3.0, help="time cap per configuration")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--peer-python", default=os.environ.get(
-        "HBNN_BENCH_PYTHON", str(REPO / ".venv-bench" / "bin" / "python")),
-        help="python of the venv with ai-edge-litert, tflite-runtime, onnxruntime, tensorflow-cpu")
-    p.add_argument("--no-peers", action="store_true", help="HBNN rows only")
-    p.add_argument("--memory", action="store_true", help="also peak RSS of a 10,000-frame `hbnn infer`")
-    p.add_argument("--json", help="write all rows to this file")
 
 
 def load_interpreter(path: str, threads: int = 1):
@@ -81,7 +52,7 @@ def load_interpreter(path: str, threads: int = 1):
     if not Path(path).is_file():
         raise CommandError(f"Expected a model file, got missing path {path!r}")
     try:
-        from .interpreter import Interpreter
+        from edge.interpreter import Interpreter
     except ImportError as exc:
         raise CommandError(f"Expected the runtime (edge.interpreter), got ImportError: {exc}") from exc
     try:
@@ -119,9 +90,9 @@ def format_result(result, labels=()) -> str:
 
 
 def cmd_infer(args) -> int:
-    from .loop import InferenceLoop
-    from .preprocess import InputSpecError
-    from .sources import SourceError, open_source
+    from edge.errors import InputSpecError, SourceError
+    from edge.loop import InferenceLoop
+    from edge.sources import open_source
 
     interp = load_interpreter(args.model, args.threads)
     try:
@@ -181,7 +152,8 @@ def cmd_infer(args) -> int:
 
 
 def cmd_daemon(args) -> int:
-    from .daemon import Daemon, DaemonError
+    from edge.daemon import Daemon
+    from edge.errors import DaemonError
 
     daemon = Daemon(args.config)
     daemon.install_signal_handlers()
@@ -195,20 +167,3 @@ def cmd_daemon(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(args.model, args.clip, show=args.show, threads=args.threads)
-
-
-def cmd_bench_models(args) -> int:
-    script = REPO / "benchmarks" / "bench_models.py"
-    if not script.is_file():
-        raise CommandError(f"Expected the benchmark script in a source checkout, got missing {script}")
-    import runpy
-    return runpy.run_path(str(script), run_name="bench_models")["run"](args)
-
-
-def cmd_bench_memory(args) -> int:
-    from .memory import measure_infer_memory
-    if not Path(args.model).is_file():
-        raise CommandError(f"Expected a model file, got missing path {args.model!r}")
-    report = measure_infer_memory(args.model, str(BUNDLED_CLIP), args.frames)
-    print(json.dumps(report, indent=2))
-    return 0

@@ -20,6 +20,8 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
+from .bundled import BUNDLED_CLIP, BUNDLED_MODEL
+from .errors import CommandError
 from .memory import _rss_kib
 
 LINK_ERRORS = ("link_errors", "write_timeouts", "drops_write", "drops_link_down", "drops_on_close",
@@ -78,8 +80,8 @@ def run_soak(interpreter, clip: str, *, frames: int = 100_000, window: int = 10_
     """Run the soak; returns the report (``report["ok"]`` is the verdict)."""
     import numpy as np
 
-    from .loop import InferenceLoop
-    from .sources import open_source
+    from edge.loop import InferenceLoop
+    from edge.sources import open_source
 
     if frames < 1 or window < 1 or warmup < 0:
         raise ValueError(f"Expected frames >= 1, window >= 1, warmup >= 0, got {frames}, {window}, {warmup}")
@@ -205,8 +207,7 @@ def run_soak(interpreter, clip: str, *, frames: int = 100_000, window: int = 10_
 
 
 def cmd_bench_soak(args) -> int:
-    from .commands import BUNDLED_CLIP, load_interpreter
-    from .cli import CommandError
+    from .run_commands import load_interpreter
 
     interp = load_interpreter(args.model, args.threads)
     link = None if args.link in ("none", "") else args.link
@@ -226,11 +227,8 @@ def cmd_bench_soak(args) -> int:
     return 0 if report["ok"] else 1
 
 
-def register_soak(bench_sub) -> None:
-    """``hbnn bench soak`` (called from edge.commands.register)."""
-    from .commands import BUNDLED_MODEL
-
-    p = bench_sub.add_parser("soak", help="long run of the real loop: RSS growth, latency over time, errors")
+def add_soak_arguments(p) -> None:
+    """Options of ``hbnn bench soak`` (its parser comes from hbnn.cli's table)."""
     p.add_argument("--model", default=str(BUNDLED_MODEL))
     p.add_argument("--clip", help="npz clip, looped (default: the bundled Fashion-MNIST clip)")
     p.add_argument("--frames", type=int, default=100_000)

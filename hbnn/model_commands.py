@@ -8,14 +8,16 @@ import json
 import math
 import time
 
+from .errors import CommandError
 
-def register(sub, bench_sub) -> None:
-    p = sub.add_parser("inspect", help="layers, betas, parameters and sizes of a .hbn model")
+
+def add_inspect(p) -> None:
     p.add_argument("model", metavar="MODEL.hbn")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("eval", help="accuracy, confusion matrix and throughput of a .hbn model on Fashion-MNIST")
+
+def add_eval(p) -> None:
     p.add_argument("model", metavar="MODEL.hbn")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="Fashion-MNIST IDX .gz directory (default /usr/share/datasets/fashion-mnist)")
@@ -30,9 +32,8 @@ def register(sub, bench_sub) -> None:
 
 
 def _load(path):
-    from .cli import CommandError
-    from .errors import ModelFormatError
-    from .format import read_hbn
+    from edge.errors import ModelFormatError
+    from edge.format import read_hbn
 
     try:
         return read_hbn(path)
@@ -48,7 +49,7 @@ def _beta(b) -> str:
 
 def summarize(model) -> dict:
     """Per-layer parameter counts and the model's sizes (file, float32, theoretical minimum)."""
-    from .format_graph import is_packed
+    from edge.format_graph import is_packed
 
     rows, params, float_bytes, minimum = [], 0, 0, 0
     for layer, shape in zip(model.graph["layers"], model.shapes):
@@ -116,13 +117,9 @@ def cmd_inspect(args) -> int:
 # ---- eval --------------------------------------------------------------------------------
 
 def _dataset(args):
-    from .cli import CommandError
+    from converters.data import DEFAULT_DATA_DIR, load_fashion_mnist
+    from converters.errors import DatasetError
 
-    try:
-        from converters.data import DEFAULT_DATA_DIR, load_fashion_mnist
-        from converters.errors import DatasetError
-    except ImportError as exc:  # pragma: no cover - the converters package ships with edge
-        raise CommandError(f"Expected the converters package (Fashion-MNIST reader), got {exc}") from None
     try:
         images, labels = load_fashion_mnist(args.data or DEFAULT_DATA_DIR, args.split)
     except DatasetError as exc:
@@ -167,8 +164,7 @@ def evaluate(interp, images, labels, batch: int = 64, latency_frames: int = 200)
 
 
 def cmd_eval(args) -> int:
-    from .cli import CommandError
-    from .interpreter import Interpreter
+    from edge.interpreter import Interpreter
 
     if args.batch < 1 or args.threads < 0 or args.latency_frames < 0:
         raise CommandError(f"Expected --batch >= 1, --threads >= 0 and --latency-frames >= 0, got "

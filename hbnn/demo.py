@@ -1,22 +1,18 @@
 """``hbnn demo``: the bundled model over a clip of real Fashion-MNIST test frames, end to end.
 
 npz clip -> preprocess -> Interpreter -> firmware_bridge (MAVLink 2) -> pseudo-terminal ->
-an in-process "flight controller" thread that decodes the bytes with pymavlink and prints
-what it received. Ends with accuracy on the clip, fps, latency percentiles and model size.
+an in-process "flight controller" (firmware_bridge's Listener on the pty's far end) that decodes
+the bytes and prints what it received. Ends with accuracy on the clip, fps, latency percentiles and model size.
 Nothing is downloaded and nothing is faked: a missing model or runtime is an error.
 """
 from __future__ import annotations
 
 import collections
-import os
-import select
-import threading
 import time
-import tty
 from pathlib import Path
 from typing import List
 
-from .cli import CommandError
+from .errors import CommandError
 
 
 def describe(msg, labels: List[str]) -> str:
@@ -37,42 +33,34 @@ def describe(msg, labels: List[str]) -> str:
     return f"{kind} {fields}"
 
 
-class FlightControllerListener(threading.Thread):
-    """Reads the master side of the pty and decodes MAVLink like an autopilot would."""
+class FlightController:
+    """The far end of the pty: a firmware_bridge Listener that counts and prints what it decodes."""
 
-    def __init__(self, fd: int, labels: List[str], show: int = 12, printer=print):
-        super().__init__(name="demo-fc", daemon=True)
-        from pymavlink.dialects.v20 import common as mavlink2
-        self.fd, self.labels, self.show, self.printer = fd, labels, show, printer
-        self.parser = mavlink2.MAVLink(None)
-        self.parser.robust_parsing = True  # count garbage instead of raising
+    def __init__(self, labels: List[str], show: int = 12, printer=print):
+        from firmware_bridge import Listener
+        from firmware_bridge.ptylink import VirtualSerialPair
+
+        self.labels, self.show, self.printer = labels, show, printer
         self.counts: collections.Counter = collections.Counter()
-        self.last_rx = time.monotonic()
-        self._halt = threading.Event()
+        self.pair = VirtualSerialPair()
+        self.listener = Listener(self.pair.fc_port, "mavlink", on_message=self._on_message).start()
 
-    def run(self) -> None:
-        while not self._halt.is_set():
-            ready, _, _ = select.select([self.fd], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                data = os.read(self.fd, 4096)
-            except OSError:  # slave side closed
-                return
-            self.last_rx = time.monotonic()
-            for msg in self.parser.parse_buffer(data) or []:
-                kind = msg.get_type()
-                self.counts[kind] += 1
-                if kind != "BAD_DATA" and sum(self.counts.values()) <= self.show:
-                    self.printer(f"FC <- {describe(msg, self.labels)}")
+    def _on_message(self, msg) -> None:
+        self.counts[msg.get_type()] += 1
+        if sum(self.counts.values()) <= self.show:
+            self.printer(f"FC <- {describe(msg, self.labels)}")
 
-    def drain(self, quiet_s: float = 0.3, limit_s: float = 5.0) -> None:
-        """Wait until the link has been quiet for ``quiet_s`` (all bytes arrived), then stop."""
+    def drain(self, sent_bytes: int, limit_s: float = 5.0) -> dict:
+        """Wait until every byte the reporter wrote has been read, then stop; the listener's counters."""
         end = time.monotonic() + limit_s
-        while time.monotonic() < end and time.monotonic() - self.last_rx < quiet_s:
-            time.sleep(0.05)
-        self._halt.set()
-        self.join(1.0)
+        while self.listener.stats()["rx_bytes"] < sent_bytes and time.monotonic() < end:
+            time.sleep(0.01)
+        return self.close()
+
+    def close(self) -> dict:
+        stats = self.listener.stop()
+        self.pair.close()
+        return stats
 
 
 def _require(model: str, clip: str):
@@ -83,7 +71,7 @@ def _require(model: str, clip: str):
     if not Path(clip).is_file():
         missing.append(f"the demo clip {clip}")
     try:
-        from .interpreter import Interpreter
+        from edge.interpreter import Interpreter
     except ImportError as exc:
         missing.append(f"the runtime edge.Interpreter ({exc})")
         Interpreter = None
@@ -99,8 +87,8 @@ def _require(model: str, clip: str):
 
 def run_demo(model: str, clip: str, show: int = 12, threads: int = 1, printer=print) -> int:
     Interpreter, open_reporter = _require(model, clip)
-    from .loop import InferenceLoop
-    from .sources import NpzSource
+    from edge.loop import InferenceLoop
+    from edge.sources import NpzSource
 
     interp = Interpreter(model, num_threads=threads)
     loop = InferenceLoop(interp, topk=3)
@@ -110,30 +98,24 @@ def run_demo(model: str, clip: str, show: int = 12, threads: int = 1, printer=pr
             f"{len(loop.labels)} classes")
     printer(f"clip   {clip}: {len(source)} real Fashion-MNIST test frames")
 
-    master, slave = os.openpty()
-    tty.setraw(slave)  # no line discipline: MAVLink is binary
-    slave_path = os.ttyname(slave)
-    printer(f"link   MAVLink 2 over pseudo-terminal {slave_path} -> in-process flight controller")
-    listener = FlightControllerListener(master, loop.labels, show=show, printer=printer)
-    listener.start()
+    fc = FlightController(loop.labels, show=show, printer=printer)
+    printer(f"link   MAVLink 2 over pseudo-terminal {fc.pair.url} -> in-process flight controller")
     reporter = None
     try:
         # The clip replays far faster than a camera (hundreds of fps); a deep queue lets every
         # result reach the FC instead of newest-wins dropping, so the counts below add up.
-        reporter = open_reporter(slave_path, protocol="mavlink", queue_size=len(source) + 16)
+        reporter = open_reporter(fc.pair.url, protocol="mavlink", queue_size=len(source) + 16)
         stats = loop.run(source, reporter=reporter)
         reporter.close()  # sends what is still queued
         link_stats = reporter.stats()
         reporter = None
-        listener.drain()
+        fc_stats = fc.drain(link_stats["bytes"])
     finally:
         if reporter is not None:
             reporter.close()
-        listener._halt.set()
-        os.close(slave)
-        os.close(master)
-    shown = min(show, sum(listener.counts.values()))
-    other = sum(listener.counts.values()) - shown
+        fc.close()
+    shown = min(show, sum(fc.counts.values()))
+    other = sum(fc.counts.values()) - shown
     if other > 0:
         printer(f"FC <- ... {other} more messages")
     s = stats.summary()
@@ -144,9 +126,9 @@ def run_demo(model: str, clip: str, show: int = 12, threads: int = 1, printer=pr
             f"p99 {lat['p99']:.3f} ms (capture to result, {threads} thread(s))")
     printer(f"model     {size_kib:.1f} KiB on disk")
     sent = {k: link_stats.get(k) for k in ("results_in", "results_sent", "drops", "messages", "bytes")}
-    printer(f"link      FC decoded {dict(listener.counts)}; reporter {sent}")
+    printer(f"link      FC decoded {dict(fc.counts)}; reporter {sent}")
     results = stats.frames
-    if listener.counts.get("BAD_DATA") or not listener.counts:
+    if fc_stats["errors"] or not fc.counts:
         printer("link      WARNING: the flight controller did not decode the stream cleanly")
         return 1
     return 0 if results else 1

@@ -1,4 +1,4 @@
-"""``hbnn train``, ``hbnn convert`` and ``hbnn analyze``.
+"""``hbnn train``, ``hbnn convert`` and ``hbnn analyze`` (the converters package).
 
 Registration imports nothing heavy; torch, safetensors and matplotlib are
 imported inside the handlers. Every ``ConverterError`` becomes one
@@ -10,13 +10,17 @@ import functools
 import os
 import sys
 
-from .data import DEFAULT_DATA_DIR
+from converters.data import DEFAULT_DATA_DIR
+
+from .errors import CommandError
 
 
 def _beta(text):
-    from .betas import parse_beta
-    from .errors import ConfigError
     import argparse
+
+    from converters.betas import parse_beta
+    from converters.errors import ConfigError
+
     try:
         return parse_beta(text)
     except ConfigError as exc:
@@ -27,8 +31,8 @@ def _handler(func):
     """Turn the package's errors (and a missing optional dependency) into CommandError."""
     @functools.wraps(func)
     def run(args):
-        from edge.cli import CommandError
-        from .errors import ConverterError
+        from converters.errors import ConverterError
+
         try:
             return func(args)
         except ConverterError as exc:
@@ -55,8 +59,7 @@ def _add_betas(p, default_w, default_a, parse=_beta):
                    help="per-layer betas, e.g. --layer-beta conv2=16,2 (repeatable)")
 
 
-def register(sub, bench_sub) -> None:
-    p = sub.add_parser("train", help="train a HadaNet of the model zoo on Fashion-MNIST")
+def add_train(p) -> None:
     p.add_argument("--arch", default="lenet", help="zoo architecture (lenet)")
     _add_betas(p, 16, 2)
     p.add_argument("--epochs", type=int, default=20)
@@ -74,14 +77,16 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_handler(cmd_train))
 
-    p = sub.add_parser("convert", help="checkpoint, float PyTorch model or .tflite -> packed .hbn model")
+
+def add_convert(p) -> None:
     p.add_argument("input", metavar="MODEL", help="checkpoint dir, model.safetensors, .pt/.pth state dict, or .tflite")
     p.add_argument("-o", "--out", required=True, metavar="OUT.hbn")
     p.add_argument("--arch", default=None, help="zoo architecture of a plain float model")
     _add_betas(p, None, None, parse=str)
     p.set_defaults(func=_handler(cmd_convert))
 
-    p = sub.add_parser("analyze", help="the paper's figures: binarization angle, layer correlation")
+
+def add_analyze(p) -> None:
     asub = p.add_subparsers(dest="analyze_command", metavar="WHAT")
     p.set_defaults(func=lambda args: p.print_help() or 2)
     a = asub.add_parser("angle", help="angle between a Gaussian vector and its Hadamard binarization")
@@ -102,8 +107,8 @@ def register(sub, bench_sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from .train import TrainOptions, train
-    from .betas import parse_layer_betas
+    from converters.betas import parse_layer_betas
+    from converters.train import TrainOptions, train
 
     opts = TrainOptions(arch=args.arch, beta_w=args.beta_w, beta_a=args.beta_a,
                         layer_betas=parse_layer_betas(args.layer_beta), epochs=args.epochs,
@@ -111,7 +116,7 @@ def cmd_train(args) -> int:
                         out=args.out, resume=args.resume, limit=args.limit, threads=args.threads,
                         device=args.device, progress=not args.no_progress, augment=args.augment)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
-        from .errors import ConfigError
+        from converters.errors import ConfigError
         raise ConfigError(f"Expected -o to name a checkpoint directory, got the file {args.out}")
     config = train(opts)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -121,8 +126,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .betas import parse_beta
-    from .export import convert
+    from converters.betas import parse_beta
+    from converters.export import convert
 
     betas = {k: parse_beta(v) for k, v in (("beta_w", args.beta_w), ("beta_a", args.beta_a)) if v is not None}
     info = convert(args.input, args.out, arch=args.arch, layer_betas=args.layer_beta, **betas)
@@ -138,8 +143,8 @@ def _need_matplotlib(out) -> None:
 
 
 def cmd_angle(args) -> int:
-    from . import analyze
-    from .errors import ConfigError
+    from converters import analyze
+    from converters.errors import ConfigError
 
     _need_matplotlib(args.out)
 
@@ -158,7 +163,7 @@ def cmd_angle(args) -> int:
 
 
 def cmd_correlation(args) -> int:
-    from . import analyze
+    from converters import analyze
 
     _need_matplotlib(args.out)
     result = analyze.layer_correlations(args.model, args.data, images=args.images, mode=args.mode)

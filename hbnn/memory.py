@@ -28,10 +28,10 @@ def _rss_kib(pid: int) -> Optional[int]:
 def measure_infer_memory(model: str, clip: str, frames: int = 10000, interval: float = 0.05) -> Dict:
     argv = ["infer", "--model", model, "--source", f"npz:{clip}", "--loop", "--quiet",
             "--max-frames", str(frames), "--status-interval", "1e9"]
-    # What the `hbnn` entry point runs (edge.cli.main); the child reports its own peak RSS, so
+    # What the `hbnn` entry point runs (hbnn.cli.main); the child reports its own peak RSS, so
     # other children of this process (benchmark peers) cannot inflate it.
     # VmHWM, not ru_maxrss: Linux carries the forking parent's peak into ru_maxrss across exec.
-    code = ("import sys; from edge.cli import main; rc = main(%r); "
+    code = ("import sys; from hbnn.cli import main; rc = main(%r); "
             "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]; "
             "print('maxrss_kib', hwm[0], file=sys.stderr); sys.exit(rc)" % (argv,))
     cmd = [sys.executable, "-c", code]

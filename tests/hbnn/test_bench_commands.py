@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from edge.cli import main
+from hbnn.cli import main
 
 
 def test_bench_models_hbnn_rows_match_pytorch(tmp_path, capsys):
@@ -29,11 +29,11 @@ def test_bench_models_hbnn_rows_match_pytorch(tmp_path, capsys):
 def test_bench_memory_reports_rss(tmp_path):
     pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
-    from edge.memory import measure_infer_memory
+    from hbnn.memory import measure_infer_memory
     from edge.reference_model import random_lenet
     graph, tensors = random_lenet()
     write_hbn(str(tmp_path / "m.hbn"), graph, tensors)
-    report = measure_infer_memory(str(tmp_path / "m.hbn"), "models/fmnist-test-clip.npz", frames=400)
+    report = measure_infer_memory(str(tmp_path / "m.hbn"), "hbnn/models/fmnist-test-clip.npz", frames=400)
     assert report["frames"] == 400 and "frames 400" in report["summary_line"]
     assert 10 < report["peak_rss_mib"] < 2000 and not math.isnan(report["peak_rss_mib"])
     # a short (fast) run still has warm samples to report growth from

@@ -1,4 +1,4 @@
-"""``hbnn listen`` and ``hbnn bridge-test``: bench tools for the autopilot/MCU link.
+"""``hbnn listen`` and ``hbnn bridge-test``: bench tools for the autopilot/MCU link (firmware_bridge).
 
 Registration imports nothing heavy; pyserial and pymavlink load inside the handlers.
 """
@@ -8,14 +8,15 @@ import argparse
 import sys
 from typing import Any
 
+from .errors import CommandError
+
 LINK_HELP = ("device path (/dev/ttyUSB0?baudrate=57600, default 921600 baud), "
              "loop:// or socket://host:port (SITL)")
 
 
-def register(sub: Any, bench_sub: Any) -> None:
-    p = sub.add_parser("listen", help="decode and print what arrives on a link (bench debugging)",
-                       description="Decode MAVLink 2 or framed-protocol traffic on a link and print one line "
-                                   "per message. Ctrl-C stops and prints the counters.")
+def add_listen(p: argparse.ArgumentParser) -> None:
+    p.description = ("Decode MAVLink 2 or framed-protocol traffic on a link and print one line per message. "
+                     "Ctrl-C stops and prints the counters.")
     p.add_argument("--link", required=True, help=LINK_HELP)
     p.add_argument("--protocol", choices=("mavlink", "frames"), default="mavlink")
     p.add_argument("--baudrate", type=int, help="overrides ?baudrate= in --link")
@@ -27,9 +28,10 @@ def register(sub: Any, bench_sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print each message as a JSON object")
     p.set_defaults(func=_listen)
 
-    t = sub.add_parser("bridge-test", help="send a burst of synthetic results over a link",
-                       description="Send STATUSTEXT 'hbnn bridge-test' and a burst of synthetic results, then "
-                                   "print the link counters. Exit status 1 if any result was dropped.")
+
+def add_bridge_test(t: argparse.ArgumentParser) -> None:
+    t.description = ("Send STATUSTEXT 'hbnn bridge-test' and a burst of synthetic results, then print the link "
+                     "counters. Exit status 1 if any result was dropped.")
     t.add_argument("--link", required=True, help=LINK_HELP)
     t.add_argument("--protocol", choices=("mavlink", "frames"), default="mavlink")
     t.add_argument("--baudrate", type=int, help="overrides ?baudrate= in --link")
@@ -40,14 +42,6 @@ def register(sub: Any, bench_sub: Any) -> None:
     t.add_argument("--signing-key-file", help="sign with this MAVLink 2 key (docs/PROTOCOL.md)")
     t.add_argument("--debug-vect", action="store_true", help="also send the top-3 as DEBUG_VECT")
     t.set_defaults(func=_bridge_test)
-
-
-def _command_error(message: str) -> Exception:
-    try:
-        from edge.cli import CommandError
-    except ImportError:  # used without the runtime package
-        return SystemExit(f"hbnn: error: {message}")
-    return CommandError(message)
 
 
 def _as_json(msg: Any) -> str:
@@ -62,12 +56,12 @@ def _as_json(msg: Any) -> str:
 
 
 def _listen(args: argparse.Namespace) -> int:
-    from . import BridgeError, Listener, describe
+    from firmware_bridge import BridgeError, Listener, describe
 
     if args.count is not None and args.count < 1:
-        raise _command_error(f"Expected --count >= 1, got {args.count}")
+        raise CommandError(f"Expected --count >= 1, got {args.count}")
     if args.duration is not None and not args.duration > 0:
-        raise _command_error(f"Expected --duration > 0, got {args.duration}")
+        raise CommandError(f"Expected --duration > 0, got {args.duration}")
 
     def show(msg: Any) -> None:
         print(_as_json(msg) if args.json else describe(msg), flush=True)
@@ -77,7 +71,7 @@ def _listen(args: argparse.Namespace) -> int:
                             signing_key_file=args.signing_key_file,
                             autopilot_heartbeat_hz=args.autopilot_heartbeat)
     except BridgeError as exc:
-        raise _command_error(str(exc)) from None
+        raise CommandError(str(exc)) from None
     try:
         stats = listener.run(duration=args.duration, count=args.count)
     except KeyboardInterrupt:
@@ -90,22 +84,22 @@ def _listen(args: argparse.Namespace) -> int:
 def _bridge_test(args: argparse.Namespace) -> int:
     import time
 
-    from . import BridgeError, InferenceResult, open_reporter
+    from firmware_bridge import BridgeError, InferenceResult, open_reporter
 
     if args.count < 1:
-        raise _command_error(f"Expected --count >= 1, got {args.count}")
+        raise CommandError(f"Expected --count >= 1, got {args.count}")
     if not args.rate_hz > 0:
-        raise _command_error(f"Expected --rate-hz > 0, got {args.rate_hz}")
+        raise CommandError(f"Expected --rate-hz > 0, got {args.rate_hz}")
     options: dict = {"baudrate": args.baudrate}
     if args.protocol == "mavlink":
         options.update(system_id=args.system_id, component_id=args.component_id,
                        signing_key_file=args.signing_key_file, debug_vect=args.debug_vect)
     elif args.signing_key_file or args.debug_vect:
-        raise _command_error("Expected --signing-key-file and --debug-vect only with --protocol mavlink")
+        raise CommandError("Expected --signing-key-file and --debug-vect only with --protocol mavlink")
     try:
         reporter = open_reporter(args.link, args.protocol, **options)
     except BridgeError as exc:
-        raise _command_error(str(exc)) from None
+        raise CommandError(str(exc)) from None
     with reporter:
         reporter.status_text("hbnn bridge-test", "info")
         t0 = time.monotonic()

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from edge.cli import CommandError
-from edge.commands import BUNDLED_CLIP, BUNDLED_MODEL
-from edge.demo import run_demo
+from hbnn.cli import CommandError
+from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
+from hbnn.demo import run_demo
 
 
 def _random_model(tmp_path):
@@ -49,7 +49,7 @@ def test_demo_names_what_is_missing(tmp_path):
 @pytest.mark.skipif(not BUNDLED_MODEL.is_file(), reason="bundled model not trained yet")
 def test_make_demo_command_on_the_bundled_model():
     """What `make demo` runs, as a process: exit 0 and a trained model's accuracy on real frames."""
-    out = subprocess.run([sys.executable, "-c", "import sys; from edge.cli import main; sys.exit(main(['demo']))"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", "import sys; from hbnn.cli import main; sys.exit(main(['demo']))"], capture_output=True, text=True,
                          timeout=120, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert out.returncode == 0, out.stdout + out.stderr
     acc = float(re.search(r"accuracy  \d+/\d+ = ([\d.]+)", out.stdout).group(1))

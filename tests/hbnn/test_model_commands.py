@@ -1,4 +1,4 @@
-"""`hbnn inspect` and `hbnn eval` (in-process through edge.cli.main)."""
+"""`hbnn inspect` and `hbnn eval` (in-process through hbnn.cli.main)."""
 from __future__ import annotations
 
 import gzip
@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from edge.cli import main
+from hbnn.cli import main
 from edge.format import write_hbn
 from edge.reference_model import random_lenet, reference_forward
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.cli import main
+from hbnn.cli import main
 
 pytest.importorskip("edge.interpreter")
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = str(REPO / "models" / "lenet-fmnist-bw16-ba2.hbn")  # from the checkout: an installed wheel
-CLIP = str(REPO / "models" / "fmnist-test-clip.npz")         # (emulated ARM runs) has no models/
+MODEL = str(REPO / "hbnn" / "models" / "lenet-fmnist-bw16-ba2.hbn")  # from the checkout: an installed wheel
+CLIP = str(REPO / "hbnn" / "models" / "fmnist-test-clip.npz")         # (emulated ARM runs) has no models/
 
 
 @pytest.mark.no_emulation
@@ -44,7 +44,7 @@ def test_soak_fails_on_rss_growth_limit(capsys):
 
 def test_soak_counts_results_that_change_for_the_same_frame():
     from edge import Interpreter
-    from edge.soak import run_soak
+    from hbnn.soak import run_soak
 
     class Drifting(Interpreter):
         """From the 450th call on, the output is rolled by one class: corrupted state."""

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.cli import main
+from hbnn.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +21,14 @@ def model(tmp_path_factory):
 
 
 def test_infer_json_results_and_summary(model, capsys):
-    rc = main(["infer", "--model", model, "--source", "npz:models/fmnist-test-clip.npz", "--json",
+    rc = main(["infer", "--model", model, "--source", "npz:hbnn/models/fmnist-test-clip.npz", "--json",
                "--max-frames", "12", "--topk", "2"])
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 0 and len(out) == 13
     rows = [json.loads(line) for line in out]
     assert [r["sequence"] for r in rows[:12]] == list(range(12))
     assert all(len(r["topk"]) == 2 and 0 <= r["confidence"] <= 1 for r in rows[:12])
-    labels = np.load("models/fmnist-test-clip.npz")["labels"][:12]
+    labels = np.load("hbnn/models/fmnist-test-clip.npz")["labels"][:12]
     assert [r["truth"] for r in rows[:12]] == labels.tolist()
     summary = rows[12]["summary"]
     assert summary["frames"] == 12 and summary["labelled"] == 12 and summary["bad_frames"] == 0
@@ -74,7 +74,7 @@ def test_infer_bad_models_exit_2(tmp_path, capsys):
 
 def test_infer_sends_results_over_the_bridge(model, capsys):
     pytest.importorskip("firmware_bridge")
-    rc = main(["infer", "--model", model, "--source", "npz:models/fmnist-test-clip.npz", "--json", "--quiet",
+    rc = main(["infer", "--model", model, "--source", "npz:hbnn/models/fmnist-test-clip.npz", "--json", "--quiet",
                "--max-frames", "20", "--link", "loop://", "--protocol", "frames"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
@@ -93,7 +93,7 @@ def test_infer_sigint_prints_the_summary_and_exits_0(model, tmp_path):
     import signal
     import subprocess
     import sys
-    code = f"import sys; from edge.cli import main; sys.exit(main(['infer', '--model', {model!r}, " \
+    code = f"import sys; from hbnn.cli import main; sys.exit(main(['infer', '--model', {model!r}, " \
            "'--source', 'synthetic:64x64x3', '--quiet', '--status-interval', '0.1']))"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

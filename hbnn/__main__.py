@@ -1,0 +1,6 @@
+"""``python -m hbnn``: the same as the ``hbnn`` command."""
+import sys
+
+from hbnn.cli import main
+
+sys.exit(main())
