@@ -36,7 +36,7 @@ import numpy as np
 
 from .daemon_config import DaemonConfig, load_config
 from .errors import BadFrameError, DaemonConfigError, DaemonError, SourceError
-from .loop import InferenceLoop, LoopStats
+from .loop import InferenceLoop, LoopStats, bad_frame_worth_logging
 from .capture import LatestFrameGrabber
 from .sources import Frame, FrameSource, open_source
 
@@ -619,23 +619,20 @@ class Daemon:
         if self._grabber is not None:
             self.stats.dropped = self._grabber.dropped
         try:
-            result = self.model.infer(frame)
-        except BadFrameError as exc:
-            self.stats.bad_frames += 1
-            if self.stats.bad_frames == 1 or self.stats.bad_frames % 100 == 0:
-                log.warning("bad frame %d skipped (%d so far): %s", frame.index, self.stats.bad_frames, exc)
-            return
+            # Reported even when SIGTERM arrived during the inference: shutdown() flushes it out.
+            result = self.model.step(frame, self.stats, self.reporter, self._bad_frame)
         except Exception as exc:  # a runtime failure on one frame must not kill the service
             self.model_errors += 1
             log.error("inference failed on frame %d: %s: %s", frame.index, type(exc).__name__, exc)
             return
-        # Reported even when SIGTERM arrived during the inference: shutdown() flushes it out.
-        self.stats.frames += 1
-        self.stats.latency.add(result.latency_ms)
-        if self.reporter is not None:
-            self.reporter.report(result)
+        if result is None:
+            return
         log.debug("frame %d -> %s %.3f (%.2f ms)", frame.index, result.label, result.confidence,
                   result.latency_ms)
+
+    def _bad_frame(self, frame: Frame, exc: BadFrameError) -> None:
+        if bad_frame_worth_logging(self.stats.bad_frames):
+            log.warning("bad frame %d skipped (%d so far): %s", frame.index, self.stats.bad_frames, exc)
 
     def run(self, max_frames: Optional[int] = None) -> int:
         """Serve until stopped. Returns the process exit status (0 = clean stop)."""

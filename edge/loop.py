@@ -1,9 +1,10 @@
 """The inference loop: frames -> preprocess -> model -> result -> link, with running stats.
 
-:class:`InferenceLoop` owns the per-model state (preprocessor, tensor indices, labels) and
-turns one frame into one ``InferenceResult``; :meth:`InferenceLoop.run` drives a whole
-source for ``hbnn infer`` and the demo. The daemon reuses :meth:`infer` and
-:class:`LoopStats` but runs its own loop (retries, reloads, watchdog).
+:class:`InferenceLoop` owns the per-model state (preprocessor, tensor indices, labels);
+:meth:`InferenceLoop.step` takes one frame through the model to the link and the counters, the
+same for every caller; :meth:`InferenceLoop.run` drives a whole source with it (``hbnn infer``,
+the demo, the soak). The daemon calls :meth:`~InferenceLoop.step` too, and adds only supervision
+around it: camera retries, reloads, the watchdog, and a model error that must not stop the service.
 """
 from __future__ import annotations
 
@@ -74,6 +75,11 @@ class LoopStats:
                 "elapsed_s": round(time.monotonic() - self.started, 3)}
 
 
+def bad_frame_worth_logging(count: int) -> bool:
+    """Say why the first few frames were rejected, then every 100th: a broken camera must not flood the log."""
+    return count <= 5 or count % 100 == 0
+
+
 def _probabilities(y: np.ndarray, is_softmax: Optional[bool] = None) -> np.ndarray:
     """The model's output as probabilities: kept if it already is a softmax, else softmaxed."""
     y = np.asarray(y, np.float64).reshape(-1)
@@ -124,6 +130,29 @@ class InferenceLoop:
         self.sequence += 1
         return result
 
+    def step(self, frame: Frame, stats: LoopStats, reporter=None,
+             on_bad_frame: Optional[Callable[[Frame, BadFrameError], None]] = None) -> Optional[InferenceResult]:
+        """One frame: infer, count it in ``stats``, send the result to ``reporter``; the result.
+
+        An unusable frame (BadFrameError) is counted in ``stats.bad_frames``, handed to
+        ``on_bad_frame`` and skipped (None). Anything else the model raises propagates.
+        """
+        try:
+            result = self.infer(frame)
+        except BadFrameError as exc:
+            stats.bad_frames += 1
+            if on_bad_frame is not None:
+                on_bad_frame(frame, exc)
+            return None
+        stats.frames += 1
+        stats.latency.add(result.latency_ms)
+        if frame.label is not None:
+            stats.labelled += 1
+            stats.correct += int(result.class_id == frame.label)
+        if reporter is not None:
+            reporter.report(result)
+        return result
+
     def run(self, source: FrameSource, *, reporter=None,
             on_result: Optional[Callable[[InferenceResult, Frame], None]] = None,
             on_status: Optional[Callable[[LoopStats], None]] = None, status_interval: float = 1.0,
@@ -148,20 +177,9 @@ class InferenceLoop:
                     stats.dropped = grabber.dropped
                 if frame is None:
                     break
-                try:
-                    result = self.infer(frame)
-                except BadFrameError as exc:
-                    stats.bad_frames += 1
-                    if on_bad_frame is not None:
-                        on_bad_frame(frame, exc)
+                result = self.step(frame, stats, reporter, on_bad_frame)
+                if result is None:
                     continue
-                stats.frames += 1
-                stats.latency.add(result.latency_ms)
-                if frame.label is not None:
-                    stats.labelled += 1
-                    stats.correct += int(result.class_id == frame.label)
-                if reporter is not None:
-                    reporter.report(result)
                 if on_result is not None:
                     on_result(result, frame)
                 if on_status is not None and time.monotonic() >= next_status:

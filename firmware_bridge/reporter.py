@@ -8,7 +8,6 @@ texts are kept across an outage (bounded) and sent after reconnecting.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -115,8 +114,7 @@ class Reporter(LinkLoop):
         """Queue ``result``; return False if it was dropped because the link is down."""
         if not isinstance(result, InferenceResult):
             raise InvalidResultError(f"Expected an InferenceResult, got {type(result).__name__}")
-        # A validated copy: the I/O thread encodes it later, after the caller may have reused the object.
-        result = dataclasses.replace(result)
+        # Checked when it was made and frozen since: the I/O thread can encode this very object later.
         with self._lock:
             if self._closed:
                 raise BridgeError("Expected an open reporter, got one that is closed")

@@ -1,14 +1,15 @@
 """What the bridge carries: inference results and status texts.
 
 These are plain data classes shared by both wire protocols. Validation happens
-here, once, so the encoders can trust their input and a bad value from the
-runtime fails at ``report()`` with a clear message instead of on the wire.
+here, once, when a result is made, and a result cannot change afterwards (frozen), so
+the reporter and the encoders trust it as is and a bad value from the runtime fails
+where it was produced, with a clear message, instead of on the wire.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
 
 from .errors import InvalidResultError
 
@@ -73,7 +74,7 @@ def _check_float(name: str, value: object) -> float:
     return as_float
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferenceResult:
     """One classification result, as the runtime hands it to a reporter.
 
@@ -81,32 +82,37 @@ class InferenceResult:
     is the capture time in microseconds on the producer's monotonic clock,
     ``confidence`` is usually a probability in [0, 1] (any finite float is
     carried), ``topk`` lists ``(class_id, confidence)`` best first (the framed
-    protocol carries 4, DEBUG_VECT 3), ``latency_ms`` is capture-to-result
+    protocol carries 4, DEBUG_VECT 3; kept as a tuple), ``latency_ms`` is capture-to-result
     time. ``label`` is for humans and logs only; it is not sent on the wire.
+    Checked once, here; frozen, so no one can change it after the check.
     """
 
     sequence: int
     timestamp_us: int
     class_id: int
     confidence: float
-    topk: List[Tuple[int, float]] = field(default_factory=list)
+    topk: Sequence[Tuple[int, float]] = ()
     latency_ms: float = 0.0
     label: Optional[str] = None
 
     def __post_init__(self) -> None:
-        self.sequence = _check_int("sequence", self.sequence, SEQUENCE_MAX)
-        self.timestamp_us = _check_int("timestamp_us", self.timestamp_us, TIMESTAMP_MAX)
-        self.class_id = _check_int("class_id", self.class_id, CLASS_ID_MAX)
-        self.confidence = _check_float("confidence", self.confidence)
-        self.latency_ms = _check_float("latency_ms", self.latency_ms)
-        if self.latency_ms < 0:
+        checked = {
+            "sequence": _check_int("sequence", self.sequence, SEQUENCE_MAX),
+            "timestamp_us": _check_int("timestamp_us", self.timestamp_us, TIMESTAMP_MAX),
+            "class_id": _check_int("class_id", self.class_id, CLASS_ID_MAX),
+            "confidence": _check_float("confidence", self.confidence),
+            "latency_ms": _check_float("latency_ms", self.latency_ms),
+            "topk": _check_topk(self.topk),
+        }
+        if checked["latency_ms"] < 0:
             raise InvalidResultError(f"Expected latency_ms >= 0, got {self.latency_ms}")
-        self.topk = _check_topk(self.topk)
         if self.label is not None and not isinstance(self.label, str):
             raise InvalidResultError(f"Expected label to be a str or None, got {self.label!r}")
+        for name, value in checked.items():  # normalized values (ints, floats, a tuple of pairs)
+            object.__setattr__(self, name, value)
 
 
-def _check_topk(topk: Sequence[Tuple[int, float]]) -> List[Tuple[int, float]]:
+def _check_topk(topk: Sequence[Tuple[int, float]]) -> Tuple[Tuple[int, float], ...]:
     if isinstance(topk, (str, bytes)) or not hasattr(topk, "__iter__"):
         raise InvalidResultError(f"Expected topk to be a list of (class_id, confidence), got {topk!r}")
     checked = []
@@ -118,7 +124,7 @@ def _check_topk(topk: Sequence[Tuple[int, float]]) -> List[Tuple[int, float]]:
                 f"Expected topk[{i}] to be a (class_id, confidence) pair, got {entry!r}") from None
         checked.append((_check_int(f"topk[{i}] class_id", class_id, CLASS_ID_MAX),
                         _check_float(f"topk[{i}] confidence", confidence)))
-    return checked
+    return tuple(checked)
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def format_result(result, labels=()) -> str:
 
 def cmd_infer(args) -> int:
     from edge.errors import InputSpecError, SourceError
-    from edge.loop import InferenceLoop
+    from edge.loop import InferenceLoop, bad_frame_worth_logging
     from edge.sources import open_source
 
     interp = load_interpreter(args.model, args.threads)
@@ -122,7 +122,7 @@ def cmd_infer(args) -> int:
     def on_bad_frame(frame, exc):
         nonlocal bad
         bad += 1
-        if bad <= 5 or bad % 100 == 0:  # say why, without flooding on a broken camera
+        if bad_frame_worth_logging(bad):
             print(f"hbnn: frame {frame.index} skipped ({bad} so far): {exc}", file=sys.stderr)
 
     link = open_link(args.link, args.protocol)

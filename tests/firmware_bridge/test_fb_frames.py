@@ -68,7 +68,7 @@ def test_result_roundtrip(seq, ts, cls, conf, topk, latency):
     assert len(frame) <= MAX_ENCODED_LEN + 1
     back = decode_frame(frame[:-1])
     assert (back.sequence, back.timestamp_us, back.class_id, back.confidence) == (seq, ts, cls, conf)
-    assert back.topk == topk
+    assert list(back.topk) == list(topk)
     assert back.latency_ms == round(latency * 1000) / 1000
     assert back.label is None
 
@@ -76,7 +76,7 @@ def test_result_roundtrip(seq, ts, cls, conf, topk, latency):
 def test_topk_beyond_four_is_cut_and_latency_saturates():
     r = make_result(1, topk=[(i, 0.1) for i in range(6)], latency_ms=1e9)
     back = decode_frame(encode_result(r)[:-1])
-    assert back.topk == [(i, pytest.approx(0.1)) for i in range(4)]
+    assert list(back.topk) == [(i, pytest.approx(0.1)) for i in range(4)]
     assert back.latency_ms == (2**32 - 1) / 1000
 
 
@@ -164,7 +164,7 @@ def test_invalid_results_are_refused_with_clear_messages(kwargs, fragment):
 def test_numpy_scalars_are_accepted():
     np = pytest.importorskip("numpy")
     r = InferenceResult(np.int64(3), np.uint64(10), np.int32(2), np.float32(0.5), [(np.int64(2), np.float32(0.5))])
-    assert (r.sequence, r.class_id, r.confidence, r.topk) == (3, 2, 0.5, [(2, 0.5)])
+    assert (r.sequence, r.class_id, r.confidence, list(r.topk)) == (3, 2, 0.5, [(2, 0.5)])
     assert type(r.class_id) is int
 
 
