@@ -51,10 +51,10 @@ def torch_predict(model, images: np.ndarray) -> np.ndarray:
 def measure(ckpt_dir: str, hbn_path: str, images: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
     """Runtime and PyTorch top-1, their agreement, file size and ratio vs float32 LeNet."""
     from converters.export import float32_bytes, load_model, model_to_graph
-    from converters.graph_run import runtime_predict
+    from edge.interpreter import Interpreter
 
     model = load_model(ckpt_dir)
-    runtime = runtime_predict(hbn_path, images)
+    runtime = Interpreter(hbn_path).predict(images).argmax(axis=1)
     torch_p = torch_predict(model, images)
     graph, tensors = model_to_graph(model)
     size = os.path.getsize(hbn_path)

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from cy_kernels.reference import Beta, normalize_beta
+from cy_kernels.reference import Beta, format_beta, normalize_beta
 
 from .errors import ConfigError
 
@@ -63,15 +63,11 @@ def angle_table(dims: Sequence[int], betas: Sequence[Beta], trials: int = 200,
     return table
 
 
-def _beta_label(beta: Optional[int]) -> str:
-    return "inf" if beta is None else str(beta)
-
-
 def format_angle_table(table, dims, betas) -> str:
     betas = [normalize_beta(b) for b in betas]
     lines = ["angle (degrees) between x ~ N(0, I) and its Hadamard binarization; "
              f"limit for beta=inf: arccos(sqrt(2/pi)) = {LIMIT_DEGREES:.2f}",
-             "dim    " + "".join(f"{'beta=' + _beta_label(b):>10s}" for b in betas)]
+             "dim    " + "".join(f"{'beta=' + format_beta(b):>10s}" for b in betas)]
     for d in dims:
         lines.append(f"{d:<7d}" + "".join(f"{table[(d, b)]:10.2f}" for b in betas))
     return "\n".join(lines) + "\n"
@@ -98,7 +94,7 @@ def plot_angles(table, dims, betas, out: str) -> None:
         ax.plot(xs, [table[(d, b)] for b in betas], marker="o", label=f"n = {d}")
     ax.axhline(LIMIT_DEGREES, ls="--", c="gray", label=f"arccos(sqrt(2/pi)) = {LIMIT_DEGREES:.2f}")
     ax.set_xticks(xs)
-    ax.set_xticklabels([_beta_label(b) for b in betas])
+    ax.set_xticklabels([format_beta(b) for b in betas])
     ax.set_xlabel("beta (segment length)")
     ax.set_ylabel("angle (degrees)")
     ax.set_title("Gaussian vector vs its Hadamard binarization")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cy_kernels.reference import Beta, check_betas, normalize_beta
+from cy_kernels.reference import Beta, check_betas, format_beta, normalize_beta
 
 
 class SignSTE(torch.autograd.Function):
@@ -85,10 +85,6 @@ class Binarize(nn.Module):
         return f"beta={'inf' if self.beta is None else self.beta}, dim={self.dim}"
 
 
-def _beta_str(beta: Optional[int]) -> str:
-    return "inf" if beta is None else str(beta)
-
-
 class _HadaMixin:
     """Shared beta handling; ``binarized=False`` runs the same weights in float (for analysis)."""
 
@@ -101,7 +97,7 @@ class _HadaMixin:
         return self.beta_w == 1 and self.beta_a == 1
 
     def _betas_repr(self) -> str:
-        return f"beta_w={_beta_str(self.beta_w)}, beta_a={_beta_str(self.beta_a)}"
+        return f"beta_w={format_beta(self.beta_w)}, beta_a={format_beta(self.beta_a)}"
 
 
 class HadaConv2d(nn.Conv2d, _HadaMixin):

@@ -12,6 +12,7 @@ accuracy loss.
 from __future__ import annotations
 
 import math
+import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -272,8 +273,12 @@ def graph_from_tflite(path: str, beta_w=_REQUIRED, beta_a=_SAME, *, labels: Opti
 
 
 def _verify(imp: _Importer, graph: dict) -> None:
-    """The graph in full precision must reproduce the TFLite model's output."""
-    from edge.reference_model import reference_forward
+    """The graph in full precision, on the runtime's reference kernels, must reproduce the TFLite output."""
+    import tempfile
+
+    from edge.errors import ModelFormatError
+    from edge.format import write_hbn
+    from edge.interpreter import Interpreter
 
     fp = {**graph, "layers": [dict(layer, beta_w=1, beta_a=1) if layer["type"] in ("conv2d", "dense") else layer
                               for layer in graph["layers"]]}
@@ -282,7 +287,18 @@ def _verify(imp: _Importer, graph: dict) -> None:
     imp.interp.set_tensor(inp["index"], x)
     imp.interp.invoke()
     want = imp.interp.get_tensor(int(imp.sub.outputs[0])).reshape(x.shape[0], -1)
-    got = reference_forward(fp, imp.tensors, x.reshape((x.shape[0],) + tuple(graph["input"]["shape"])))
+    x = x.reshape((x.shape[0],) + tuple(graph["input"]["shape"]))
+    with tempfile.TemporaryDirectory(prefix="hbnn-import-") as tmp:
+        path = os.path.join(tmp, "full-precision.hbn")
+        try:
+            write_hbn(path, fp, imp.tensors)
+        except ModelFormatError as exc:
+            raise TFLiteImportError(f"Expected a graph the runtime can run, got: {exc}") from None
+        ref = Interpreter(path, reference=True)
+        ref.resize_tensor_input(0, list(x.shape))
+        ref.set_tensor(0, x)
+        ref.invoke()
+        got = ref.get_tensor(ref.get_output_details()[0]["index"]).reshape(x.shape[0], -1)
     tol = 1e-3 * max(1.0, float(np.abs(want).max()))
     if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=tol):
         diff = float(np.abs(got - want).max()) if got.shape == want.shape else f"shape {got.shape}"

@@ -21,12 +21,22 @@ import os as _os
 # Idle OpenMP workers sleep instead of spinning. A spinning worker on a board that also runs the
 # camera, the MAVLink link and other services turned a 2 ms conv into 12 ms (measured here under
 # load; even a 10,000-iteration spin doubled it); sleeping costs tens of microseconds of wake-up
-# per parallel region, and small layers run on one thread anyway. libgomp reads this once, when the extension loads it: set your own value
-# before importing cy_kernels to override.
+# per parallel region, and small layers run on one thread anyway. libgomp reads this once, when the
+# extension loads it: set your own value before importing cy_kernels to override.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .api import (  # noqa: E402
-    PackedWeights, available_backends, backend_name, hbnn_conv2d, hbnn_linear, pack_weights, prepare_conv2d, prepare_linear)
+_API = ("PackedWeights", "available_backends", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights",
+        "prepare_conv2d", "prepare_linear")
 
-__all__ = ["PackedWeights", "available_backends", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
-           "prepare_linear"]
+
+def __getattr__(name):
+    # The compiled kernels load on first use (PEP 562), so `import cy_kernels.reference` (the NumPy
+    # ground truth, used by the model writer and the runtime's reference mode) needs no build.
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cy_kernels' has no attribute {name!r}")
+
+
+__all__ = list(_API)

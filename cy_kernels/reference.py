@@ -48,6 +48,11 @@ def normalize_beta(beta: Beta, name: str = "beta") -> Optional[int]:
     return int(beta)
 
 
+def format_beta(beta: Optional[int]) -> str:
+    """A normalized beta as people write it: "16", or "inf" for one segment per row (None)."""
+    return "inf" if beta is None else str(beta)
+
+
 def segment_length(beta: Beta, n: int) -> int:
     """Segment length actually used on a row of ``n`` elements."""
     b = normalize_beta(beta)
@@ -105,6 +110,24 @@ def unpack_bits(words: np.ndarray, n: int) -> np.ndarray:
     for j in range(n):
         out[..., j] = (words[..., j // WORD_BITS] >> np.uint64(j % WORD_BITS)) & np.uint64(1)
     return out
+
+
+def pack_rows(rows: np.ndarray, beta: Beta) -> tuple:
+    """(sign bits, segment scales) of each row of ``rows`` (O, K): what a model file stores."""
+    rows = np.asarray(rows, dtype=np.float32)
+    return pack_bits(rows), segment_scales(rows, beta)
+
+
+def unpack_rows(bits: np.ndarray, scales: np.ndarray, n: int, beta: Beta) -> np.ndarray:
+    """Inverse of pack_rows: float32 rows (O, n) of ``scale[segment] * sign``.
+
+    Binarizing these rows again with the same beta gives back the same bits and scales, so the
+    reference functions run packed weights exactly as the packer saw them.
+    """
+    seg = segment_length(beta, n)
+    negative = unpack_bits(bits, n)
+    expanded = np.repeat(np.asarray(scales, dtype=np.float32), seg, axis=-1)[..., :n]
+    return np.where(negative, -expanded, expanded).astype(np.float32)
 
 
 def check_betas(beta_w: Beta, beta_a: Beta) -> tuple:
@@ -240,3 +263,11 @@ def max_pool2d(x: np.ndarray, k: int, stride: Optional[int] = None) -> np.ndarra
 def avg_pool2d(x: np.ndarray, k: int, stride: Optional[int] = None) -> np.ndarray:
     """Average pool over NHWC, no padding (floor mode)."""
     return _pool(np.asarray(x, dtype=np.float32), k, stride, np.mean)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(x - max) / sum over ``axis``, computed in float64; float32 out unless ``x`` is float64."""
+    x = np.asarray(x)
+    z = x.astype(np.float64)
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.result_type(x.dtype, np.float32))

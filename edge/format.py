@@ -92,8 +92,12 @@ def _float_tensor(tensors, name: str, where: str) -> np.ndarray:
 
 
 def _file_arrays(graph: dict, tensors) -> Dict[str, np.ndarray]:
-    """Pack binarized weights and collect the float tensors under their file names."""
-    from cy_kernels import pack_weights
+    """Pack binarized weights and collect the float tensors under their file names.
+
+    Packing uses the NumPy reference packer, the ground truth the C packer is checked against bit
+    for bit, so writing a model needs no compiled extension and cannot depend on the kernels' build.
+    """
+    from cy_kernels.reference import pack_rows
 
     arrays: Dict[str, np.ndarray] = {}
     for i, layer in enumerate(graph["layers"]):
@@ -105,9 +109,9 @@ def _file_arrays(graph: dict, tensors) -> Dict[str, np.ndarray]:
                 rank = 4 if layer["type"] == "conv2d" else 2
                 if w.ndim != rank:
                     raise ModelFormatError(f"Expected {where} weight of rank {rank}, got shape {w.shape}")
-                pw = pack_weights(w, layer["beta_w"])
-                arrays[layer["weight"] + ".bits"] = np.ascontiguousarray(pw.bits, dtype=np.uint64)
-                arrays[layer["weight"] + ".scales"] = np.ascontiguousarray(pw.scales, dtype=np.float32)
+                bits, scales = pack_rows(w.reshape(w.shape[0], -1), layer["beta_w"])
+                arrays[layer["weight"] + ".bits"] = np.ascontiguousarray(bits, dtype=np.uint64)
+                arrays[layer["weight"] + ".scales"] = np.ascontiguousarray(scales, dtype=np.float32)
             else:
                 arrays[layer["weight"]] = w
             if layer["bias"] is not None:
@@ -370,7 +374,7 @@ def _view(mapping: mmap.mmap, offset: int, dtype: np.dtype, shape) -> np.ndarray
 
 def _check_values(graph: dict, tensors: Dict[str, np.ndarray]) -> Dict[str, object]:
     """Finite floats, non-negative scales, zero padding bits; wrap packed weights for the kernels."""
-    from cy_kernels import PackedWeights
+    from cy_kernels.packed import PackedWeights  # pure Python: reading a model needs no extension
 
     for name, a in tensors.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():

@@ -7,6 +7,12 @@ and the network is bound into a flat list of zero-argument callables. ``invoke()
 just calls them in order: no allocation, no dispatch, no per-layer checks beyond
 the kernels' own. Packed weights are read-only views over the mapped file.
 
+``reference=True`` runs the same graph on the NumPy reference kernels (``cy_kernels.reference``),
+layer by layer as the file describes it: no BatchNorm or ReLU folding, weights unpacked to their
+``scale * sign`` floats. Slow, but the ground truth: a wrong answer on a board is triaged by
+running the model both ways (Larq Compute Engine's ``use_reference_bconv``). It needs no
+compiled extension.
+
 Not thread-safe (like TFLite's): use one Interpreter per thread.
 """
 from __future__ import annotations
@@ -18,8 +24,11 @@ from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from cy_kernels.reference import softmax
+
 from .errors import ModelFormatError
 from .format import HbnModel, read_hbn
+from .preprocess import normalization
 
 PREDICT_BATCH = 64      # predict() runs big batches in chunks of at most this many samples
 PREDICT_BYTES = 16 << 20  # ...and of at most about this many bytes of activations
@@ -43,12 +52,46 @@ def _relu_op(x, out) -> Callable[[], None]:
     return run
 
 
-class _Plan:
-    """Buffers and bound steps for one batch size."""
+def _reference_weighted_op(layer: dict, w: np.ndarray, x, out, bias) -> Callable[[], None]:
+    """A conv2d/dense layer on the NumPy reference kernels, bias and ReLU applied as the graph says."""
+    from cy_kernels import reference as R
 
-    def __init__(self, model: HbnModel, weights: Dict[str, object], batch: int, threads: int):
-        import cy_kernels as K
-        from cy_kernels._xhbnn import BoundPool, BoundSoftmax  # C steps: one call, no ufunc chain
+    bw, ba, relu = layer["beta_w"], layer["beta_a"], layer["relu"]
+    if layer["type"] == "conv2d":
+        stride, padding = layer["stride"], layer["padding"]
+
+        def run():
+            out[...] = R.epilogue(R.hbnn_conv2d(x, w, bw, ba, stride, padding), None, bias, relu)
+    else:
+        def run():
+            out[...] = R.epilogue(R.hbnn_linear(x, w, bw, ba), None, bias, relu)
+    run.path = "reference"
+    return run
+
+
+def _reference_op(kind: str, layer: dict, x, out) -> Callable[[], None]:
+    """A pool or softmax layer on the NumPy reference kernels."""
+    from cy_kernels import reference as R
+
+    if kind == "softmax":
+        def run():
+            out[...] = R.softmax(x, axis=-1)
+    else:
+        pool = R.max_pool2d if kind == "maxpool" else R.avg_pool2d
+
+        def run():
+            out[...] = pool(x, layer["kernel"], layer["stride"])
+    return run
+
+
+class _Plan:
+    """Buffers and bound steps for one batch size (``reference``: on the NumPy reference kernels)."""
+
+    def __init__(self, model: HbnModel, weights: Dict[str, object], batch: int, threads: int,
+                 reference: bool = False):
+        if not reference:
+            import cy_kernels as K
+            from cy_kernels._xhbnn import BoundPool, BoundSoftmax  # C steps: one call, no ufunc chain
 
         spec = model.graph["input"]
         self.input = np.zeros((batch,) + tuple(spec["shape"]), dtype=np.float32)
@@ -60,7 +103,10 @@ class _Plan:
         while i < len(layers):
             layer, kind = layers[i], layers[i]["type"]
             shape = (batch,) + tuple(shapes[i])
-            if kind == "affine":
+            if kind == "affine" and reference:  # the graph as written: its own step, nothing folded
+                cur = self._apply_affine(cur, (model.tensors[layer["scale"]], model.tensors[layer["bias"]]),
+                                         layer["name"])
+            elif kind == "affine":
                 s, b = model.tensors[layer["scale"]], model.tensors[layer["bias"]]
                 pending = (s, b) if pending is None else (pending[0] * s, pending[1] * s + b)
             elif kind == "flatten":
@@ -68,6 +114,11 @@ class _Plan:
                     reps = math.prod(cur.shape[1:-1])
                     pending = (np.tile(pending[0], reps), np.tile(pending[1], reps))
                 cur = cur.reshape(shape)
+            elif kind in ("conv2d", "dense") and reference:
+                out = self._buffer(layer["name"], shape)
+                bias = model.tensors[layer["bias"]] if layer["bias"] is not None else None
+                self.ops.append(_reference_weighted_op(layer, weights[layer["name"]], cur, out, bias))
+                cur = out
             elif kind in ("conv2d", "dense"):
                 relu = layer["relu"]
                 if i + 1 < len(layers) and layers[i + 1]["type"] == "relu":
@@ -88,7 +139,9 @@ class _Plan:
                 if pending is not None:
                     cur, pending = self._apply_affine(cur, pending, f"{layer.get('name', kind)}.affine"), None
                 out = self._buffer(layer["name"], shape)
-                if kind in ("maxpool", "avgpool"):
+                if reference and kind != "relu":
+                    self.ops.append(_reference_op(kind, layer, cur, out))
+                elif kind in ("maxpool", "avgpool"):
                     self.ops.append(BoundPool(kind, cur, out, layer["kernel"], layer["stride"]))
                 elif kind == "relu":
                     self.ops.append(_relu_op(cur, out))
@@ -135,28 +188,48 @@ class Interpreter:
 
     ``model_path``: a .hbn file (or an already loaded :class:`edge.format.HbnModel`).
     ``num_threads``: passed to every kernel call as ``threads=``.
+    ``reference``: run on the NumPy reference kernels instead of the compiled ones (see the module
+    docstring); slow, single-threaded, the ground truth.
     Raises ModelFormatError when the model is malformed.
     """
 
-    def __init__(self, model_path: Union[str, os.PathLike, HbnModel], num_threads: Optional[int] = 1):
+    def __init__(self, model_path: Union[str, os.PathLike, HbnModel], num_threads: Optional[int] = 1, *,
+                 reference: bool = False):
         self.num_threads = _check_threads(num_threads)
+        self.reference = bool(reference)
         self.model = model_path if isinstance(model_path, HbnModel) else read_hbn(model_path)
         self._weights = self._prepare_weights()
-        self._plan = _Plan(self.model, self._weights, 1, self.num_threads)
+        self._plan = self._new_plan(1)
         self._plans: "OrderedDict[int, _Plan]" = OrderedDict()
         per_sample = 4 * sum(math.prod(shape) for shape in self.model.shapes)
         self._chunk = max(1, min(PREDICT_BATCH, PREDICT_BYTES // max(1, per_sample)))
-        spec = self.model.graph["input"]
-        std = np.asarray(spec["std"], dtype=np.float32)
         # x = (pixel * pixel_scale - mean) / std  ==  pixel * _pre_a + _pre_b
-        self._pre_a = (np.float32(spec["pixel_scale"]) / std).astype(np.float32)
-        self._pre_b = (-np.asarray(spec["mean"], dtype=np.float32) / std).astype(np.float32)
+        self._pre_a, self._pre_b = normalization(self.model.graph["input"])
+
+    def _new_plan(self, batch: int) -> _Plan:
+        return _Plan(self.model, self._weights, batch, self.num_threads, self.reference)
 
     def _prepare_weights(self) -> Dict[str, object]:
-        """Packed layers use the file's views as is; float layers are wrapped once for the kernels."""
+        """Packed layers use the file's views as is; float layers are wrapped once for the kernels.
+
+        Reference mode: every weight as float32 (packed ones as ``scale * sign``, which binarize
+        back to exactly the stored bits and scales).
+        """
+        out = {}
+        if self.reference:
+            from cy_kernels import reference as R
+
+            for layer in self.model.graph["layers"]:
+                if layer["type"] in ("conv2d", "dense"):
+                    w = self.model.weights[layer["name"]]
+                    if isinstance(w, np.ndarray):
+                        out[layer["name"]] = w
+                    else:  # PackedWeights: the file's bits and scales
+                        rows = R.unpack_rows(w.bits, w.scales, w.row_length, w.beta_w)
+                        out[layer["name"]] = rows.reshape(w.shape)
+            return out
         import cy_kernels as K
 
-        out = {}
         for layer in self.model.graph["layers"]:
             if layer["type"] in ("conv2d", "dense"):
                 w = self.model.weights[layer["name"]]
@@ -192,7 +265,7 @@ class Interpreter:
             raise ValueError(f"Expected a shape [B, {', '.join(map(str, self.input_shape))}] with B >= 1, "
                              f"got {list(size)}")
         if size[0] != self._plan.input.shape[0]:
-            self._plan = _Plan(self.model, self._weights, size[0], self.num_threads)
+            self._plan = self._new_plan(size[0])
 
     def get_input_details(self) -> List[dict]:
         spec = self.model.graph["input"]
@@ -317,23 +390,22 @@ class Interpreter:
                 op()
             result[start:start + chunk.shape[0]] = plan.output
         if not self.ends_in_softmax:
-            result -= result.max(axis=1, keepdims=True)
-            np.exp(result, out=result)
-            result /= result.sum(axis=1, keepdims=True)
+            result = softmax(result, axis=1)
         return result[0] if single else result
 
     def _plan_for(self, batch: int) -> _Plan:
         # predict() has its own buffers: it never disturbs what set_tensor()/invoke() hold.
         plan = self._plans.get(batch)
         if plan is None:
-            plan = self._plans[batch] = _Plan(self.model, self._weights, batch, self.num_threads)
+            plan = self._plans[batch] = self._new_plan(batch)
             while len(self._plans) > _MAX_PLANS:
                 self._plans.popitem(last=False)
         return plan
 
     def __repr__(self) -> str:
         return (f"Interpreter({self.model.path!r}, arch={self.model.graph['arch']!r}, "
-                f"input={list(self.input_shape)}, classes={len(self.labels)}, threads={self.num_threads})")
+                f"input={list(self.input_shape)}, classes={len(self.labels)}, threads={self.num_threads}"
+                f"{', reference=True' if self.reference else ''})")
 
 
 __all__ = ["Interpreter", "ModelFormatError", "PREDICT_BATCH"]

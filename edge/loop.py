@@ -16,6 +16,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from cy_kernels.reference import softmax
 from firmware_bridge import InferenceResult  # the bridge's result type is what reporters accept
 
 from .capture import LatestFrameGrabber
@@ -85,10 +86,7 @@ def _probabilities(y: np.ndarray, is_softmax: Optional[bool] = None) -> np.ndarr
     y = np.asarray(y, np.float64).reshape(-1)
     if is_softmax is None:  # the runtime did not say: a distribution already sums to 1
         is_softmax = bool(y.min() >= 0.0 and abs(y.sum() - 1.0) < 1e-3)
-    if is_softmax:
-        return y
-    e = np.exp(y - y.max())
-    return e / e.sum()
+    return y if is_softmax else softmax(y)
 
 
 class InferenceLoop:

@@ -26,6 +26,20 @@ def _per_channel(values, channels: int, name: str) -> np.ndarray:
     return arr
 
 
+def normalization(spec: Dict) -> Tuple[np.ndarray, np.ndarray]:
+    """The input spec's ``(pixel * pixel_scale - mean) / std`` as one multiply-add per pixel.
+
+    Returns float32 ``(scale, offset)`` per channel, so that ``x * scale + offset`` is the
+    normalized input; the runtime and the camera preprocessor both use this one formula.
+    """
+    c = int(spec["shape"][-1])
+    std = _per_channel(spec.get("std", 1.0), c, "std")
+    if np.any(std == 0) or not np.all(np.isfinite(std)):
+        raise InputSpecError(f"Expected finite non-zero std, got {std.tolist()}")
+    mean = _per_channel(spec.get("mean", 0.0), c, "mean")
+    return (np.float32(spec.get("pixel_scale", 1.0)) / std).astype(np.float32), (-mean / std).astype(np.float32)
+
+
 def _axis_plan(src: int, dst: int):
     """How one axis maps src -> dst: ("box", starts, counts) or ("nearest", index)."""
     if src >= dst:
@@ -66,13 +80,7 @@ class Preprocessor:
             raise InputSpecError(f"Expected crop 'center' or 'none', got {crop!r}")
         self.shape = (h, w, c)
         self.crop = crop
-        std = _per_channel(spec.get("std", 1.0), c, "std")
-        if np.any(std == 0) or not np.all(np.isfinite(std)):
-            raise InputSpecError(f"Expected finite non-zero std, got {std.tolist()}")
-        mean = _per_channel(spec.get("mean", 0.0), c, "mean")
-        # One multiply-add per pixel: x*scale + offset == (x*pixel_scale - mean)/std.
-        self._scale = np.float32(spec.get("pixel_scale", 1.0)) / std
-        self._offset = -mean / std
+        self._scale, self._offset = normalization(spec)
         self._out = np.empty((1, h, w, c), np.float32)
         self._plans: Dict[Tuple[int, int], Tuple] = {}
 

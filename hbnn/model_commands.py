@@ -43,12 +43,9 @@ def _load(path):
 
 # ---- inspect -----------------------------------------------------------------------------
 
-def _beta(b) -> str:
-    return "inf" if b is None else str(b)
-
-
 def summarize(model) -> dict:
     """Per-layer parameter counts and the model's sizes (file, float32, theoretical minimum)."""
+    from cy_kernels.reference import format_beta
     from edge.format_graph import is_packed
 
     rows, params, float_bytes, minimum = [], 0, 0, 0
@@ -62,7 +59,7 @@ def summarize(model) -> dict:
             o = ws[0]
             n_b = o if layer["bias"] is not None else 0
             n_params = n_w + n_b
-            betas = f"{_beta(layer['beta_w'])},{_beta(layer['beta_a'])}"
+            betas = f"{format_beta(layer['beta_w'])},{format_beta(layer['beta_a'])}"
             if is_packed(layer):
                 nseg = model.tensors[layer["weight"] + ".scales"].shape[1]
                 n_min = -(-n_w // 8) + 4 * o * nseg + 4 * n_b  # bits + one float per segment

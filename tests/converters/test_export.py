@@ -13,9 +13,10 @@ torch = pytest.importorskip("torch")  # the [train] extra; absent on boards and 
 
 from converters import checkpoint as ckpt
 from converters.export import convert, float32_bytes, load_model, model_to_graph
-from converters.graph_run import GraphRunner, preprocess
 from converters.train import to_nchw
 from converters.zoo import build_model
+from edge.format import write_hbn
+from edge.interpreter import Interpreter
 from hbnn.cli import main as hbnn
 
 
@@ -43,12 +44,13 @@ def _torch_probs(model, images):
 
 
 @pytest.mark.parametrize("bw,ba", [(16, 2), (4, 4), (8, 1), (None, None), (1, 1), (2, None)])
-@pytest.mark.parametrize("backend", ["kernels", "reference"])
-def test_graph_matches_pytorch(bw, ba, backend):
+@pytest.mark.parametrize("reference", [False, True], ids=["kernels", "reference"])
+def test_graph_matches_pytorch(bw, ba, reference, tmp_path):
     model = _trained_like(bw=bw, ba=ba)
     graph, tensors = model_to_graph(model)
     images = _images()
-    got = GraphRunner(graph, tensors, backend).run(preprocess(graph, images))
+    write_hbn(tmp_path / "m.hbn", graph, tensors)
+    got = Interpreter(tmp_path / "m.hbn", reference=reference).predict(images)
     want = _torch_probs(model, images)
     np.testing.assert_allclose(got, want, atol=2e-4)
     assert (got.argmax(1) == want.argmax(1)).all()

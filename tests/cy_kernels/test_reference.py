@@ -90,3 +90,26 @@ def test_pools():
     assert mp[0, 0, 0, 0] == x[0, :2, :2, 0].max()
     ap = ref.avg_pool2d(x, 2)
     assert ap[1, 1, 1, 2] == pytest.approx(x[1, 2:, 2:, 2].mean())
+
+
+@pytest.mark.parametrize("k, beta", [(1, 2), (63, 16), (64, None), (65, 4), (200, 3), (800, 16), (129, 64)])
+def test_pack_rows_equals_the_c_packer_and_unpacks_to_the_same_bits(k, beta):
+    """Model files are packed with pack_rows; the kernels pack with C: the two must agree bit for bit."""
+    import cy_kernels
+
+    w = np.random.default_rng(k).normal(size=(7, k)).astype(np.float32)
+    w[0, : k // 2] = 0.0  # zeros pack as +1
+    bits, scales = ref.pack_rows(w, beta)
+    pw = cy_kernels.pack_weights(w, beta)
+    np.testing.assert_array_equal(bits, pw.bits)
+    np.testing.assert_array_equal(scales, pw.scales)
+    again = ref.pack_rows(ref.unpack_rows(bits, scales, k, beta), beta)
+    np.testing.assert_array_equal(again[0], bits)
+    np.testing.assert_array_equal(again[1], scales)
+
+
+def test_softmax_and_format_beta():
+    p = ref.softmax(np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]], np.float32))
+    assert p.dtype == np.float32 and np.allclose(p.sum(axis=1), 1) and p[1, 0] == 1
+    assert ref.softmax(np.zeros(4)).dtype == np.float64
+    assert [ref.format_beta(b) for b in (None, 1, 16)] == ["inf", "1", "16"]

@@ -237,7 +237,7 @@ def test_daemon_process_ready_then_sigterm(tmp_path):
     """The real `hbnn daemon` as a process: READY over NOTIFY_SOCKET, SIGTERM -> exit 0."""
     pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
-    from edge.reference_model import random_lenet
+    from model_fakes import random_lenet
     graph, tensors = random_lenet()
     write_hbn(str(tmp_path / "m.hbn"), graph, tensors)
     cfg = tmp_path / "daemon.toml"
@@ -353,7 +353,7 @@ def test_real_model_and_real_bridge_in_process(tmp_path):
     pytest.importorskip("edge.interpreter")
     pytest.importorskip("firmware_bridge")
     from edge.format import write_hbn
-    from edge.reference_model import random_lenet
+    from model_fakes import random_lenet
     graph, tensors = random_lenet()
     write_hbn(str(tmp_path / "m.hbn"), graph, tensors)
     cfg = tmp_path / "d.toml"

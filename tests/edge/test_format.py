@@ -11,7 +11,7 @@ import pytest
 from cy_kernels import reference as ref
 from edge.errors import ModelFormatError
 from edge.format import FORMAT_NAME, _write_container, read_hbn, write_hbn
-from edge.reference_model import random_lenet
+from model_fakes import random_lenet
 
 
 @pytest.fixture()
@@ -200,7 +200,7 @@ def test_written_model_is_readable_by_others(tmp_path):
     """mkstemp makes 0600 files; a model written by one user must be readable by the daemon's user."""
     import stat
 
-    from edge.reference_model import random_lenet
+    from model_fakes import random_lenet
 
     graph, tensors = random_lenet(16, 2)
     path = tmp_path / "m.hbn"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from edge.errors import ModelFormatError
 from edge.format import read_hbn, write_hbn
-from edge.reference_model import random_lenet
+from model_fakes import random_lenet
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import cy_kernels
 from edge import Interpreter, ModelFormatError
 from edge.format import write_hbn
-from edge.reference_model import random_lenet, reference_forward
+from model_fakes import random_lenet, reference_forward
 
 
 def _close(y, ref):
@@ -29,14 +29,15 @@ def _save(tmp_path, graph, tensors, name="m.hbn"):
 @pytest.mark.parametrize("bn_after_flatten", [True, False])
 def test_invoke_equals_the_reference_forward(tmp_path, betas, bn_after_flatten):
     graph, tensors = random_lenet(*betas, seed=11, bn_after_flatten=bn_after_flatten, softmax=False)
-    it = Interpreter(_save(tmp_path, graph, tensors))
+    path = _save(tmp_path, graph, tensors)
+    it = Interpreter(path)
     x = np.random.default_rng(2).normal(size=(3, 28, 28, 1)).astype(np.float32)
     it.resize_tensor_input(0, [3, 28, 28, 1])
     it.allocate_tensors()
     it.set_tensor(it.get_input_details()[0]["index"], x)
     it.invoke()
     y = it.get_tensor(it.get_output_details()[0]["index"])
-    ref = reference_forward(graph, tensors, x)
+    ref = reference_forward(path, x)
     _close(y, ref)
 
 
@@ -70,9 +71,10 @@ def _misc_graph():
 
 def test_unfused_layers_equal_the_reference(tmp_path):
     graph, tensors = _misc_graph()
-    it = Interpreter(_save(tmp_path, graph, tensors))
+    path = _save(tmp_path, graph, tensors)
+    it = Interpreter(path)
     x = np.random.default_rng(5).normal(size=(4, 11, 9, 3)).astype(np.float32)
-    ref = reference_forward(graph, tensors, x)
+    ref = reference_forward(path, x)
     it.resize_tensor_input(0, [4, 11, 9, 3])
     it.set_tensor(0, x)
     it.invoke()
@@ -85,11 +87,12 @@ def test_unfused_layers_equal_the_reference(tmp_path):
 
 def test_predict_batches_frames_and_uint8(tmp_path):
     graph, tensors = random_lenet(16, 2, seed=8)
-    it = Interpreter(_save(tmp_path, graph, tensors))
+    path = _save(tmp_path, graph, tensors)
+    it = Interpreter(path)
     rng = np.random.default_rng(9)
     pixels = rng.integers(0, 256, (70, 28, 28), dtype=np.uint8)  # > one predict chunk
     x = ((pixels.astype(np.float32) / 255 - 0.2860) / 0.3530)[..., None]
-    ref = reference_forward(graph, tensors, x)
+    ref = reference_forward(path, x)
     p = it.predict(pixels)
     assert p.shape == (70, 10)
     _close(p, ref)
@@ -206,3 +209,15 @@ def test_bad_indices_threads_and_models(tmp_path):
     path.write_bytes(blob[:-10])
     with pytest.raises(ModelFormatError):
         Interpreter(path)
+
+
+def test_reference_mode_runs_the_bundled_model_like_the_kernels():
+    """Interpreter(reference=True): the triage path for a wrong answer on a board."""
+    from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
+
+    images = np.load(BUNDLED_CLIP)["images"][:40]
+    fast, slow = Interpreter(BUNDLED_MODEL), Interpreter(BUNDLED_MODEL, reference=True)
+    assert "reference=True" in repr(slow) and slow.reference and not fast.reference
+    p, q = fast.predict(images), slow.predict(images)
+    _close(p, q)
+    assert (p.argmax(axis=1) == q.argmax(axis=1)).all()

@@ -121,7 +121,7 @@ def test_no_memory_growth_over_a_long_run():
 def _real_model(tmp_path, **kw):
     pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
-    from edge.reference_model import random_lenet
+    from model_fakes import random_lenet
     graph, tensors = random_lenet(**kw)
     path = tmp_path / "lenet.hbn"
     write_hbn(str(path), graph, tensors)
@@ -131,14 +131,14 @@ def _real_model(tmp_path, **kw):
 def test_real_interpreter_on_the_bundled_clip_matches_the_reference(tmp_path):
     path, graph, tensors = _real_model(tmp_path)
     from edge.interpreter import Interpreter
-    from edge.reference_model import reference_forward
+    from model_fakes import reference_forward
     loop = InferenceLoop(Interpreter(str(path)), topk=5)
     src = NpzSource("hbnn/models/fmnist-test-clip.npz").open()
     results = []
     stats = loop.run(src, on_result=lambda r, f: results.append(r), max_frames=20)
     assert stats.frames == 20 and stats.labelled == 20
     x = loop.pre.batch(list(src.images[:20]))
-    ref = reference_forward(graph, tensors, x)
+    ref = reference_forward(path, x)
     agree = np.mean([r.class_id == int(np.argmax(ref[i])) for i, r in enumerate(results)])
     assert agree >= 0.9  # binarized kernels may flip near-ties against the float reference
     assert results[0].label in graph["labels"] and len(results[0].topk) == 5

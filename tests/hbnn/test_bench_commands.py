@@ -30,7 +30,7 @@ def test_bench_memory_reports_rss(tmp_path):
     pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
     from hbnn.memory import measure_infer_memory
-    from edge.reference_model import random_lenet
+    from model_fakes import random_lenet
     graph, tensors = random_lenet()
     write_hbn(str(tmp_path / "m.hbn"), graph, tensors)
     report = measure_infer_memory(str(tmp_path / "m.hbn"), "hbnn/models/fmnist-test-clip.npz", frames=400)

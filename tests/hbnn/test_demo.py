@@ -16,7 +16,7 @@ from hbnn.demo import run_demo
 def _random_model(tmp_path):
     pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
-    from edge.reference_model import random_lenet
+    from model_fakes import random_lenet
     graph, tensors = random_lenet()
     path = tmp_path / "lenet.hbn"
     write_hbn(str(path), graph, tensors)

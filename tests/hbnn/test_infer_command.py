@@ -13,7 +13,7 @@ from hbnn.cli import main
 def model(tmp_path_factory):
     pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
-    from edge.reference_model import random_lenet
+    from model_fakes import random_lenet
     graph, tensors = random_lenet()
     path = tmp_path_factory.mktemp("m") / "lenet.hbn"
     write_hbn(str(path), graph, tensors)

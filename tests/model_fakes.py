@@ -1,52 +1,29 @@
-"""Ground-truth forward pass of a layer graph, and random test networks.
+"""Random test networks, and the ground truth to check the runtime against.
 
-``reference_forward`` runs a graph + float tensors with ``cy_kernels.reference``
-only (float64 NumPy, no fusion), so the interpreter can be checked against it.
-``random_lenet`` builds the paper's LeNet layout with random weights: used by
-tests and benchmarks before (or without) a trained model.
+``random_lenet`` builds the paper's LeNet layout with random weights (graph + float tensors for
+``edge.format.write_hbn``). ``reference_forward`` runs a model file on the NumPy reference kernels.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
-
-from cy_kernels import reference as ref
 
 FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def reference_forward(graph: dict, tensors: Dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Run ``graph`` on an NHWC float batch with the NumPy reference math; returns the last layer."""
-    x = np.asarray(x, dtype=np.float32)
-    for layer in graph["layers"]:
-        kind = layer["type"]
-        if kind in ("conv2d", "dense"):
-            w = np.asarray(tensors[layer["weight"]], dtype=np.float32)
-            bw, ba = layer["beta_w"], layer["beta_a"]
-            if kind == "conv2d":
-                y = ref.hbnn_conv2d(x, w, bw, ba, layer.get("stride", 1), layer.get("padding", 0))
-            else:
-                y = ref.hbnn_linear(x, w, bw, ba)
-            bias = tensors[layer["bias"]] if layer.get("bias") else None
-            x = ref.epilogue(y, None, bias, layer.get("relu", False))
-        elif kind == "affine":
-            x = (x * tensors[layer["scale"]] + tensors[layer["bias"]]).astype(np.float32)
-        elif kind == "maxpool":
-            x = ref.max_pool2d(x, layer["kernel"], layer.get("stride"))
-        elif kind == "avgpool":
-            x = ref.avg_pool2d(x, layer["kernel"], layer.get("stride"))
-        elif kind == "relu":
-            x = ref.relu(x)
-        elif kind == "flatten":
-            x = x.reshape(x.shape[0], -1)
-        elif kind == "softmax":
-            e = np.exp(x - x.max(axis=-1, keepdims=True))
-            x = (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-        else:
-            raise ValueError(f"Expected a known layer type, got {kind!r}")
-    return x
+def reference_forward(path, x: np.ndarray) -> np.ndarray:
+    """The model file at ``path`` run on the NumPy reference kernels (``Interpreter(reference=True)``,
+    the graph layer by layer, nothing folded) on an NHWC float batch; the last layer's output."""
+    from edge.interpreter import Interpreter
+
+    it = Interpreter(path, reference=True)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    it.resize_tensor_input(0, list(x.shape))
+    it.set_tensor(0, x)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"])
 
 
 def _affine(rng, n: int) -> Tuple[np.ndarray, np.ndarray]:
