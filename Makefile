@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml setup.py
 build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
+# -rs: every skipped test with its reason.
 test: build
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -rs
 
 demo: build
 	$(VENV)/bin/hbnn demo
@@ -51,7 +52,7 @@ test-asan: $(STAMP)
 	cd .cache/asan && HBNN_SANITIZE=1 $(abspath $(PY)) setup.py -q build_ext --inplace
 	cd .cache/asan && LD_PRELOAD=$(ASAN_LIBS) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		$(abspath $(PY)) -m pytest -q -p no:cacheprovider -m "not no_emulation" \
+		$(abspath $(PY)) -m pytest -q -p no:cacheprovider -rs -m "not no_emulation" \
 		tests/cy_kernels tests/edge/test_interpreter.py tests/edge/test_format.py tests/edge/test_format_corruption.py
 
 # The long fuzz run (tests/fuzz/, docs in scripts/fuzz-long): 100,000 seeded cases each for the model

@@ -235,7 +235,6 @@ def test_sd_notify_over_a_real_socket(tmp_path):
 @pytest.mark.no_emulation
 def test_daemon_process_ready_then_sigterm(tmp_path):
     """The real `hbnn daemon` as a process: READY over NOTIFY_SOCKET, SIGTERM -> exit 0."""
-    pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
     from model_fakes import random_lenet
     graph, tensors = random_lenet()
@@ -350,8 +349,6 @@ def test_reload_with_bad_source_spec_is_rejected_and_sequence_continues(tmp_path
 
 def test_real_model_and_real_bridge_in_process(tmp_path):
     """Default factories: edge.Interpreter + firmware_bridge.open_reporter (pyserial loop://)."""
-    pytest.importorskip("edge.interpreter")
-    pytest.importorskip("firmware_bridge")
     from edge.format import write_hbn
     from model_fakes import random_lenet
     graph, tensors = random_lenet()
@@ -369,7 +366,6 @@ def test_real_model_and_real_bridge_in_process(tmp_path):
 
 
 def test_absent_flight_controller_does_not_stop_the_daemon(tmp_path):
-    pytest.importorskip("firmware_bridge")
     (tmp_path / "good.hbn").write_text("good")
     cfg = tmp_path / "d.toml"
     cfg.write_text(f'[model]\npath = "good.hbn"\n[source]\nspec = "synthetic:28x28"\n'

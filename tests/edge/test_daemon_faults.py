@@ -29,11 +29,9 @@ import pytest
 
 from edge.daemon import Daemon
 from edge_fakes import Recorder
+from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL as BUNDLED
 
 REPO = Path(__file__).resolve().parents[2]
-BUNDLED = REPO / "hbnn" / "models" / "lenet-fmnist-bw16-ba2.hbn"
-
-pytest.importorskip("edge.interpreter")  # the real runtime (kernels built)
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -208,7 +206,7 @@ def run_with_faults(daemon, inject, max_frames, timeout=20.0):
 
 
 def clip_images(n=8):
-    with np.load(REPO / "hbnn" / "models" / "fmnist-test-clip.npz", allow_pickle=False) as data:
+    with np.load(BUNDLED_CLIP, allow_pickle=False) as data:
         return np.asarray(data["images"][:n])
 
 
@@ -261,7 +259,7 @@ def test_camera_disappears_and_returns(tmp_path, model, pty_pair, capsys):
 def test_serial_link_closed_and_reopened_mid_run(tmp_path, model, pty_pair, capsys, protocol):
     """The USB-serial adapter to the autopilot vanishes for a while and comes back under the same
     path; the daemon keeps inferring, the bridge counts what it could not send."""
-    (tmp_path / "clip.npz").write_bytes((REPO / "hbnn" / "models" / "fmnist-test-clip.npz").read_bytes())
+    (tmp_path / "clip.npz").write_bytes((BUNDLED_CLIP).read_bytes())
     cfg = write_config(tmp_path, "npz:clip.npz", link=pty_pair.url, protocol=protocol, max_fps=250, loop=True)
     fc = FlightController(pty_pair, protocol)
     d = Daemon(cfg, notifier=Recorder())
@@ -679,7 +677,7 @@ def test_corrupt_or_vanished_source_files_are_source_errors(tmp_path):
     """`hbnn infer` and the daemon both see SourceError (a clean message), never zipfile/numpy errors."""
     from edge.sources import CameraUnavailable, SourceError, open_source
 
-    (tmp_path / "cut.npz").write_bytes((REPO / "hbnn" / "models" / "fmnist-test-clip.npz").read_bytes()[:3000])
+    (tmp_path / "cut.npz").write_bytes((BUNDLED_CLIP).read_bytes()[:3000])
     with pytest.raises(SourceError, match="readable .npz clip"):
         open_source(f"npz:{tmp_path / 'cut.npz'}").open()
     frames = tmp_path / "imgs"

@@ -119,7 +119,6 @@ def test_no_memory_growth_over_a_long_run():
 
 
 def _real_model(tmp_path, **kw):
-    pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
     from model_fakes import random_lenet
     graph, tensors = random_lenet(**kw)

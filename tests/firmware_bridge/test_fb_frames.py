@@ -162,7 +162,7 @@ def test_invalid_results_are_refused_with_clear_messages(kwargs, fragment):
 
 
 def test_numpy_scalars_are_accepted():
-    np = pytest.importorskip("numpy")
+    import numpy as np
     r = InferenceResult(np.int64(3), np.uint64(10), np.int32(2), np.float32(0.5), [(np.int64(2), np.float32(0.5))])
     assert (r.sequence, r.class_id, r.confidence, list(r.topk)) == (3, 2, 0.5, [(2, 0.5)])
     assert type(r.class_id) is int

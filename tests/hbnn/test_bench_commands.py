@@ -11,7 +11,6 @@ from hbnn.cli import main
 
 def test_bench_models_hbnn_rows_match_pytorch(tmp_path, capsys):
     pytest.importorskip("torch")
-    pytest.importorskip("edge.interpreter")
     out = tmp_path / "rows.json"
     rc = main(["bench", "models", "--archs", "lenet", "--betas", "16,2 1,1", "--threads", "1",
                "--runs", "3", "--max-seconds", "0", "--no-peers", "--json", str(out)])
@@ -27,7 +26,6 @@ def test_bench_models_hbnn_rows_match_pytorch(tmp_path, capsys):
 
 @pytest.mark.no_emulation
 def test_bench_memory_reports_rss(tmp_path):
-    pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
     from hbnn.memory import measure_infer_memory
     from model_fakes import random_lenet

@@ -14,7 +14,6 @@ from hbnn.demo import run_demo
 
 
 def _random_model(tmp_path):
-    pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
     from model_fakes import random_lenet
     graph, tensors = random_lenet()
@@ -46,7 +45,6 @@ def test_demo_names_what_is_missing(tmp_path):
 
 
 @pytest.mark.no_emulation
-@pytest.mark.skipif(not BUNDLED_MODEL.is_file(), reason="bundled model not trained yet")
 def test_make_demo_command_on_the_bundled_model():
     """What `make demo` runs, as a process: exit 0 and a trained model's accuracy on real frames."""
     out = subprocess.run([sys.executable, "-c", "import sys; from hbnn.cli import main; sys.exit(main(['demo']))"], capture_output=True, text=True,

@@ -11,7 +11,6 @@ from hbnn.cli import main
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    pytest.importorskip("edge.interpreter")
     from edge.format import write_hbn
     from model_fakes import random_lenet
     graph, tensors = random_lenet()
@@ -73,7 +72,6 @@ def test_infer_bad_models_exit_2(tmp_path, capsys):
 
 
 def test_infer_sends_results_over_the_bridge(model, capsys):
-    pytest.importorskip("firmware_bridge")
     rc = main(["infer", "--model", model, "--source", "npz:hbnn/models/fmnist-test-clip.npz", "--json", "--quiet",
                "--max-frames", "20", "--link", "loop://", "--protocol", "frames"])
     assert rc == 0
@@ -83,7 +81,6 @@ def test_infer_sends_results_over_the_bridge(model, capsys):
 
 
 def test_infer_bad_link_exit_2(model, capsys):
-    pytest.importorskip("firmware_bridge")
     assert main(["infer", "--model", model, "--source", "synthetic", "--link", "/dev/ttyNOPE0"]) == 2
     assert "Expected to open link" in capsys.readouterr().err
 

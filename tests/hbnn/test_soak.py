@@ -2,18 +2,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
 from hbnn.cli import main
 
-pytest.importorskip("edge.interpreter")
-
-REPO = Path(__file__).resolve().parents[2]
-MODEL = str(REPO / "hbnn" / "models" / "lenet-fmnist-bw16-ba2.hbn")  # from the checkout: an installed wheel
-CLIP = str(REPO / "hbnn" / "models" / "fmnist-test-clip.npz")         # (emulated ARM runs) has no models/
+MODEL, CLIP = str(BUNDLED_MODEL), str(BUNDLED_CLIP)  # package data: also in an installed wheel
 
 
 @pytest.mark.no_emulation
