@@ -12,6 +12,10 @@
 #ifndef XHBNN_KERNELS_AVX512_H
 #define XHBNN_KERNELS_AVX512_H
 
+#if !defined(__x86_64__) && !defined(_M_X64)
+#error "kernels_avx512.h is for x86-64 only"
+#endif
+
 #include <immintrin.h>
 #include "xhbnn.h"
 

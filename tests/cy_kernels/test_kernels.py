@@ -43,12 +43,15 @@ def test_one_hot_probe(backend, n):
         np.testing.assert_array_equal(bits, expected)
 
 
-@pytest.mark.parametrize("n", [8, 17, 64, 100, 128, 200])
-@pytest.mark.parametrize("beta,L", [(8, 8), (16, 16), (16, 8), (32, 32), (64, 64), (None, 64), (2, 2), (4, 4)])
+# Blocks never straddle segments: pairs where they would are not a case of the kernels.
+BLOCK_CASES = [(n, beta, L) for n in [8, 17, 64, 100, 128, 200]
+               for beta, L in [(8, 8), (16, 16), (16, 8), (32, 32), (64, 64), (None, 64), (2, 2), (4, 4)]
+               if beta is None or beta >= n or beta % L == 0]
+
+
+@pytest.mark.parametrize("n,beta,L", BLOCK_CASES)
 def test_activation_block_scales(backend, n, beta, L):
     x = rand((4, n), seed=3)
-    if beta is not None and beta < n and beta % L:
-        pytest.skip("blocks must not straddle segments")
     bits, blocks = _xhbnn.pack_rows_blocks(x, -1 if beta is None else beta, L)
     np.testing.assert_array_equal(bits, ref.pack_bits(x))
     seg = ref.segment_length(beta, n)
@@ -111,6 +114,42 @@ def test_conv_lenet_shape(backend, bw, ba):
 
 def test_conv_kernel_larger_than_input_with_padding(backend):
     check_conv(rand((1, 2, 2, 16), 1), rand((2, 3, 3, 16), 2), 16, 16, 1, 1)
+
+
+# ---- the sign path's filter panels: prebuilt at prepare time, or built inside each call ---------
+# _xhbnn prebuilds them for calls of at most PREBUILT_PANEL_MAX_ROWS rows, or when all panels fit in
+# PREBUILT_PANEL_SMALL_BYTES; both code paths are checked here, at every shape, not only by models.
+
+@pytest.fixture(params=["prebuilt", "per-call"])
+def panels(request, monkeypatch):
+    limit = 1 << 40 if request.param == "prebuilt" else 0
+    monkeypatch.setattr(_xhbnn, "PREBUILT_PANEL_MAX_BYTES", limit)
+    monkeypatch.setattr(_xhbnn, "PREBUILT_PANEL_SMALL_BYTES", limit)
+    return request.param
+
+
+@pytest.mark.parametrize("m", [1, 8, 9, 33])
+@pytest.mark.parametrize("k,bw,ba", [(70, 16, 1), (1000, 64, 1), (129, 16, 2), (64, None, 1)])
+def test_sign_linear_with_and_without_prebuilt_panels(backend, panels, m, k, bw, ba):
+    x, w = rand((m, k), m), rand((37, k), k)
+    assert ck.prepare_linear(w, bw, ba, m).path in ("sign", "xor")
+    assert_close(ck.hbnn_linear(x, w, bw, ba), ref.hbnn_linear(x, w, bw, ba),
+                 magnitude(ref.binarize_rows(x, ba), ref.binarize_rows(w, bw)))
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (3, 3), (6, 5)])
+@pytest.mark.parametrize("c,bw,ba", [(20, 16, 1), (3, 1, 16), (50, 16, 2)])
+def test_sign_conv_with_and_without_prebuilt_panels(backend, panels, hw, c, bw, ba):
+    check_conv(rand((2,) + hw + (c,), c), rand((17, 3, 3, c), c + 1), bw, ba, 1, 1)
+
+
+@pytest.mark.parametrize("m", [8, 9])
+def test_prebuilt_panel_row_threshold_at_its_real_values(backend, m):
+    """8 rows prebuild, 9 do not (the panels of 300 x 1024 weights exceed the small-layer limit)."""
+    assert _xhbnn.PREBUILT_PANEL_MAX_ROWS == 8 and 300 * 1024 * 4 > _xhbnn.PREBUILT_PANEL_SMALL_BYTES
+    x, w = rand((m, 1024), 3), rand((300, 1024), 4)
+    assert_close(ck.hbnn_linear(x, w, 16, 1), ref.hbnn_linear(x, w, 16, 1),
+                 magnitude(ref.binarize_rows(x, 1), ref.binarize_rows(w, 16)))
 
 
 # ---- fused extras, threads, reuse -----------------------------------------------------------
@@ -226,7 +265,6 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_backend_name():
     assert ck.backend_name() in ("avx512", "avx2", "neon", "portable")
-    assert math.isinf(math.inf)  # beta may be math.inf
     x, w = rand((2, 70)), rand((3, 70))
     np.testing.assert_array_equal(ck.hbnn_linear(x, w, math.inf, None), ck.hbnn_linear(x, w, None, None))
 
