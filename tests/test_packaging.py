@@ -307,3 +307,19 @@ def test_arm_builds_select_neon():
     import cy_kernels
 
     assert cy_kernels.backend_name() == "neon"
+
+
+def test_the_bundled_model_and_clip_are_package_data():
+    """`pip install .` then `hbnn demo` from anywhere: the model and clip ship inside the hbnn package."""
+    import fnmatch
+
+    from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
+
+    config = tomllib.loads(read("pyproject.toml"))["tool"]["setuptools"]
+    assert "hbnn" in config["packages"]
+    patterns = config["package-data"]["hbnn"]
+    for path in (BUNDLED_MODEL, BUNDLED_CLIP):
+        assert path.is_file()
+        rel = path.relative_to(BUNDLED_MODEL.parents[1]).as_posix()  # relative to the hbnn package
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
+    assert tomllib.loads(read("pyproject.toml"))["project"]["scripts"]["hbnn"] == "hbnn.cli:main"

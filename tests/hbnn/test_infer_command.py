@@ -113,3 +113,21 @@ def test_infer_names_bad_frames_and_keeps_going(model, tmp_path, capsys):
     assert "frame 1 skipped (1 so far): Expected finite pixel values" in cap.err
     assert "frame 2 skipped (2 so far): Expected a frame of shape" in cap.err
     assert "frames 2 |" in cap.out and "bad 2" in cap.out
+
+
+@pytest.mark.no_emulation
+def test_a_closed_pipe_ends_quietly():
+    """`hbnn infer ... | head -1`: no BrokenPipeError traceback, exit status 141 as for a C tool."""
+    import subprocess
+    import sys
+
+    from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
+
+    proc = subprocess.Popen([sys.executable, "-m", "hbnn", "infer", "--model", str(BUNDLED_MODEL), "--source",
+                             f"npz:{BUNDLED_CLIP}", "--loop", "--status-interval", "1e9"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, err
+    assert first.startswith("#0 ") and "Traceback" not in err and "BrokenPipe" not in err, err
