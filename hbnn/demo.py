@@ -66,8 +66,7 @@ class FlightController:
 def _require(model: str, clip: str):
     missing = []
     if not Path(model).is_file():
-        missing.append(f"the bundled model {model} (produced by the training/converter work, "
-                       "converters/; it is committed with the repository once trained)")
+        missing.append(f"the bundled model {model} (package data of hbnn: reinstall, or pass --model)")
     if not Path(clip).is_file():
         missing.append(f"the demo clip {clip}")
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import threading
 import time
 from typing import Callable, Dict, List, Optional
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from hbnn.cli import CommandError
-from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
+from hbnn.bundled import BUNDLED_CLIP
 from hbnn.demo import run_demo
 
 
