@@ -28,6 +28,7 @@ Findings (fixed in the module named in each test):
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import time
@@ -286,7 +287,10 @@ def test_oracle_flags_each_kind_of_failure(behaviour, message):
 
     if EMULATED and behaviour in ("hang", "slow"):
         pytest.skip("time limits stretch 50x under emulation")
-    target = _FakeTarget(behaviour, FAST)
+    # "slow" burns 0.3 s of CPU time against the 0.2 s soft limit; on a loaded machine that takes
+    # more than FAST's 0.5 s of wall time, and the hard limit (a hang) would fire first.
+    limits = dataclasses.replace(FAST, hard_s=10.0) if behaviour == "slow" else FAST
+    target = _FakeTarget(behaviour, limits)
     tally = campaign(target, 1, 2, max_failures=1)
     assert len(tally.failures) == 1 and tally.failures[0][1].startswith(message), tally.failures
     assert not tracemalloc.is_tracing()  # the campaign stops what it started
