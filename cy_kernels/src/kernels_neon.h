@@ -64,12 +64,12 @@ HBNN_NEON_INLINE uint8_t hbnn_neon_hsum_u8(uint8x8_t v)
 #if defined(__aarch64__)
 #define HBNN_NEON_RUN_MR 4   /* runs: 4 x 4 pairs, 16 integer accumulators */
 #define HBNN_NEON_RUN_NR 4
-#define HBNN_NEON_BLK_MR 3   /* blocks: 3 x 4 pairs, 12 float accumulators */
+#define HBNN_NEON_BLK_MR 2   /* blocks: 2 x 4 pairs, 8 float accumulators */
 #define HBNN_NEON_BLK_NR 4
 #else
 #define HBNN_NEON_RUN_MR 2   /* runs: 2 x 2 pairs */
 #define HBNN_NEON_RUN_NR 2
-#define HBNN_NEON_BLK_MR 2
+#define HBNN_NEON_BLK_MR 2   /* blocks: 2 x 2 pairs */
 #define HBNN_NEON_BLK_NR 2
 #endif
 /* A run's count per pair sums in 16-bit lanes: at most 64 * run < 65536 bits per run. */
@@ -179,6 +179,153 @@ HBNN_NEON_INLINE void hbnn_neon_runs_tile(const hbnn_xor_args *g, int64_t i, int
     }
 }
 
+/* Per-word counts of four (a ^ b) byte-count vectors, as 16-bit lanes
+ * [v0 w0, v0 w1, v1 w0, v1 w1, v2 w0, v2 w1, v3 w0, v3 w1]: byte-wise pairwise adds, then one widening. */
+HBNN_NEON_INLINE uint16x8_t hbnn_neon_word_counts4(uint8x16_t v0, uint8x16_t v1, uint8x16_t v2, uint8x16_t v3)
+{
+#if defined(__aarch64__)
+    return vpaddlq_u8(vpaddq_u8(vpaddq_u8(v0, v1), vpaddq_u8(v2, v3)));
+#else
+    const uint8x8_t d0 = vpadd_u8(vget_low_u8(v0), vget_high_u8(v0)), d1 = vpadd_u8(vget_low_u8(v1), vget_high_u8(v1));
+    const uint8x8_t d2 = vpadd_u8(vget_low_u8(v2), vget_high_u8(v2)), d3 = vpadd_u8(vget_low_u8(v3), vget_high_u8(v3));
+    return vpaddlq_u8(vcombine_u8(vpadd_u8(d0, d1), vpadd_u8(d2, d3)));
+#endif
+}
+
+/* Runs of one word (beta = 64, or beta = inf with C <= 64) whose words all hold 64 elements or none:
+ * each 128-bit chunk is two runs. Per row of the tile the four filters' counts fold into per-word
+ * counts (hbnn_neon_word_counts4), q = 32 - pop is taken while widening to 32 bits (exact, as for
+ * uniform blocks: the sums are doubled at the end), and the float work is two multiplies and two
+ * multiply-adds per row and chunk (8 pairs' words). */
+#if defined(__aarch64__)
+#define HBNN_NEON_RUN1_MR 4
+#else
+#define HBNN_NEON_RUN1_MR 1
+#endif
+HBNN_NEON_INLINE void hbnn_neon_runs1_tile(const hbnn_xor_args *g, int64_t i, int64_t j, int mr, int nr)
+{
+    enum { MR = HBNN_NEON_RUN1_MR, NR = 4 };
+    const int64_t kw = g->kwords, nb = g->nblk, words = g->nrun;
+    const uint64_t *a[MR], *b[NR];
+    const float *as[MR], *bs[NR];
+    float32x4_t lo[MR], hi[MR];  /* row r: lo = filters 0, 1 (even, odd words), hi = filters 2, 3 */
+    for (int r = 0; r < MR; r++) {
+        const int64_t row = i + (r < mr ? r : mr - 1);
+        a[r] = g->a + row * kw;
+        as[r] = g->as + row * nb;
+        lo[r] = hi[r] = vdupq_n_f32(0.0f);
+    }
+    for (int c = 0; c < NR; c++) {
+        const int64_t col = j + (c < nr ? c : nr - 1);
+        b[c] = g->b + col * kw;
+        bs[c] = g->bs + col * nb;
+    }
+    const int16x8_t half = vdupq_n_s16(32);
+    for (int64_t w = 0; w < words; w += 2) {  /* a last odd word pairs with a padding word: zero bits and scales */
+        uint64x2_t vb[NR];
+        for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+        const float32x4_t sb01 = vcombine_f32(vld1_f32(bs[0] + w), vld1_f32(bs[1] + w));
+        const float32x4_t sb23 = vcombine_f32(vld1_f32(bs[2] + w), vld1_f32(bs[3] + w));
+        for (int r = 0; r < MR; r++) {
+            const uint64x2_t va = vld1q_u64(a[r] + w);
+            uint8x16_t c8[NR];
+            for (int c = 0; c < NR; c++) c8[c] = HBNN_NEON_CNT(veorq_u64(va, vb[c]));
+            const int16x8_t pop = vreinterpretq_s16_u16(hbnn_neon_word_counts4(c8[0], c8[1], c8[2], c8[3]));
+            const float32x4_t q01 = vcvtq_f32_s32(vsubl_s16(vget_low_s16(half), vget_low_s16(pop)));
+#if defined(__aarch64__)
+            const float32x4_t q23 = vcvtq_f32_s32(vsubl_high_s16(half, pop));
+#else
+            const float32x4_t q23 = vcvtq_f32_s32(vsubl_s16(vget_high_s16(half), vget_high_s16(pop)));
+#endif
+            const float32x2_t sa = vld1_f32(as[r] + w);
+            const float32x4_t sa2 = vcombine_f32(sa, sa);
+            lo[r] = hbnn_neon_fma(lo[r], vmulq_f32(sa2, sb01), q01);
+            hi[r] = hbnn_neon_fma(hi[r], vmulq_f32(sa2, sb23), q23);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        const float32x2_t f01 = vpadd_f32(vget_low_f32(lo[r]), vget_high_f32(lo[r]));
+        const float32x2_t f23 = vpadd_f32(vget_low_f32(hi[r]), vget_high_f32(hi[r]));
+        float32x4_t v = vcombine_f32(f01, f23);
+        v = vaddq_f32(v, v);
+        float s[4];
+        vst1q_f32(s, v);
+        for (int c = 0; c < NR; c++)
+            if (r < mr && c < nr) g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, s[c]);
+    }
+}
+
+#if defined(__aarch64__)
+/* Short runs (2 to HBNN_NEON_SHORT_RUN words: beta = inf on convs of 128-896 channels): byte counts
+ * add up as bytes (at most 8 per chunk per byte), and one tree of byte-wise pairwise adds (ADDP) folds a
+ * row's four filters before widening: 5 operations per 4 pairs instead of 8 (UADDLP per pair + the
+ * 16-bit tree). After the tree a byte holds 4 bytes of each of up to 7 chunks: 4 * 8 * 7 = 224 < 256. */
+#define HBNN_NEON_SHORT_RUN 14
+HBNN_NEON_INLINE void hbnn_neon_short_runs_tile(const hbnn_xor_args *g, int64_t i, int64_t j, int mr, int nr)
+{
+    enum { MR = HBNN_NEON_RUN_MR, NR = 4 };
+    const int64_t R = g->run, kw = g->kwords, nb = g->nblk;
+    const uint64_t *a[MR], *b[NR];
+    const float *as[MR], *bs[NR];
+    for (int r = 0; r < MR; r++) {
+        const int64_t row = i + (r < mr ? r : mr - 1);
+        a[r] = g->a + row * kw;
+        as[r] = g->as + row * nb;
+    }
+    for (int c = 0; c < NR; c++) {
+        const int64_t col = j + (c < nr ? c : nr - 1);
+        b[c] = g->b + col * kw;
+        bs[c] = g->bs + col * nb;
+    }
+    float32x4_t fac[MR];
+    for (int r = 0; r < MR; r++) fac[r] = vdupq_n_f32(0.0f);
+    const float32x4_t minus2 = vdupq_n_f32(-2.0f);
+    for (int64_t run = 0; run < g->nrun; run++) {
+        const int64_t w0 = run * R, w1 = w0 + R;
+        uint8x16_t cnt[MR][NR];
+        {
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w0);
+            for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w0);
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = HBNN_NEON_CNT(veorq_u64(va[r], vb[c]));
+        }
+        int64_t w = w0 + 2;
+        for (; w + 2 <= w1; w += 2) {
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w);
+            for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = vaddq_u8(cnt[r][c], HBNN_NEON_CNT(veorq_u64(va[r], vb[c])));
+        }
+        if (w < w1) {  /* an odd run's last word: upper half zero */
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vcombine_u64(vld1_u64(a[r] + w), vdup_n_u64(0));
+            for (int c = 0; c < NR; c++) vb[c] = vcombine_u64(vld1_u64(b[c] + w), vdup_n_u64(0));
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = vaddq_u8(cnt[r][c], HBNN_NEON_CNT(veorq_u64(va[r], vb[c])));
+        }
+        const float32x4_t len = vdupq_n_f32(g->run_len[run]);
+        float32x4_t sbv = vld1q_dup_f32(bs[0] + w0);
+        sbv = vld1q_lane_f32(bs[1] + w0, sbv, 1);
+        sbv = vld1q_lane_f32(bs[2] + w0, sbv, 2);
+        sbv = vld1q_lane_f32(bs[3] + w0, sbv, 3);
+        for (int r = 0; r < MR; r++) {
+            const uint8x16_t t = vpaddq_u8(vpaddq_u8(cnt[r][0], cnt[r][1]), vpaddq_u8(cnt[r][2], cnt[r][3]));
+            const float32x4_t pop = vcvtq_f32_u32(vpaddlq_u16(vpaddlq_u8(t)));
+            const float32x4_t d = vfmaq_f32(len, pop, minus2);
+            fac[r] = vfmaq_f32(fac[r], vmulq_n_f32(sbv, as[r][w0]), d);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float s[4];
+        vst1q_f32(s, fac[r]);
+        for (int c = 0; c < NR; c++)
+            if (r < mr && c < nr) g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, s[c]);
+    }
+}
+#endif
+
 /* Block values of one 128-bit XOR (L in {8, 16, 32}) added to acc: U = 1: q = L/2 - pop (integer),
  * acc += sa * sb * q; U = 0: acc += sa * sb * (len - 2 * pop). Pointers at the chunk's first block. */
 HBNN_NEON_INLINE float32x4_t hbnn_neon_blk4(float32x4_t acc, const int U, float32x4_t v, const float *len,
@@ -202,9 +349,14 @@ HBNN_NEON_INLINE float32x4_t hbnn_neon_blocks(float32x4_t acc, const int L, cons
         const uint16x8_t c = vpaddlq_u8(c8);
         float32x4_t lo, hi;
         if (U) {
-            const int16x8_t q = vsubq_s16(vdupq_n_s16(8), vreinterpretq_s16_u16(c));
-            lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(q)));
-            hi = vcvtq_f32_s32(vmovl_s16(vget_high_s16(q)));
+            /* q = 8 - pop, subtracted while widening (SSUBL): one operation per 4 blocks */
+            const int16x8_t p = vreinterpretq_s16_u16(c);
+            lo = vcvtq_f32_s32(vsubl_s16(vdup_n_s16(8), vget_low_s16(p)));
+#if defined(__aarch64__)
+            hi = vcvtq_f32_s32(vsubl_high_s16(vdupq_n_s16(8), p));
+#else
+            hi = vcvtq_f32_s32(vsubl_s16(vdup_n_s16(8), vget_high_s16(p)));
+#endif
         } else {
             lo = vcvtq_f32_u32(vmovl_u16(vget_low_u16(c)));
             hi = vcvtq_f32_u32(vmovl_u16(vget_high_u16(c)));
@@ -231,41 +383,52 @@ HBNN_NEON_INLINE float32x4_t hbnn_neon_blocks(float32x4_t acc, const int L, cons
 }
 
 /* Blocks: MR rows x NR filters (mr, nr real) at (i, j), all K in 128-bit chunks. */
+/* The blocks tile names every accumulator: as an array (acc[r][c]) GCC 12 keeps it in memory and
+ * stores it back in every chunk. HBNN_NEON_BLK_PAIRS(X) calls X(r, c) for each pair of the tile. */
+#if defined(__aarch64__)
+#define HBNN_NEON_BLK_PAIRS(X) X(0, 0) X(0, 1) X(0, 2) X(0, 3) X(1, 0) X(1, 1) X(1, 2) X(1, 3)
+#else
+#define HBNN_NEON_BLK_PAIRS(X) X(0, 0) X(0, 1) X(1, 0) X(1, 1)
+#endif
+
+/* Blocks: MR rows x NR filters (mr, nr real) at (i, j), all K in 128-bit chunks. */
 HBNN_NEON_INLINE void hbnn_neon_blocks_tile(const hbnn_xor_args *g, const int L, const int U, int64_t i,
-                                                 int64_t j, int mr, int nr)
+                                            int64_t j, int mr, int nr)
 {
     enum { MR = HBNN_NEON_BLK_MR, NR = HBNN_NEON_BLK_NR };
     const int bpc = 128 / L;  /* blocks per 128-bit chunk */
     const int64_t kw = g->kwords, nb = g->nblk;
     const uint64_t *a[MR], *b[NR];
     const float *as[MR], *bs[NR];
-    float32x4_t acc[MR][NR];
     for (int r = 0; r < MR; r++) {
         const int64_t row = i + (r < mr ? r : mr - 1);
         a[r] = g->a + row * kw;
         as[r] = g->as + row * nb;
-        for (int c = 0; c < NR; c++) acc[r][c] = vdupq_n_f32(0.0f);
     }
     for (int c = 0; c < NR; c++) {
         const int64_t col = j + (c < nr ? c : nr - 1);
         b[c] = g->b + col * kw;
         bs[c] = g->bs + col * nb;
     }
+#define HBNN_NEON_ZERO(r, c) float32x4_t acc##r##c = vdupq_n_f32(0.0f);
+    HBNN_NEON_BLK_PAIRS(HBNN_NEON_ZERO)
+#undef HBNN_NEON_ZERO
     for (int64_t w = 0, blk = 0; w < kw; w += 2, blk += bpc) {
-        uint64x2_t va[MR];
+        uint64x2_t va[MR], vb[NR];
         for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w);
-        for (int c = 0; c < NR; c++) {
-            const uint64x2_t vb = vld1q_u64(b[c] + w);
-            for (int r = 0; r < MR; r++)
-                acc[r][c] = hbnn_neon_blocks(acc[r][c], L, U, veorq_u64(va[r], vb), g->len + blk, as[r] + blk,
-                                             bs[c] + blk);
-        }
+        for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+#define HBNN_NEON_STEP(r, c) \
+        acc##r##c = hbnn_neon_blocks(acc##r##c, L, U, veorq_u64(va[r], vb[c]), g->len + blk, as[r] + blk, bs[c] + blk);
+        HBNN_NEON_BLK_PAIRS(HBNN_NEON_STEP)
+#undef HBNN_NEON_STEP
     }
-    for (int r = 0; r < mr; r++)
-        for (int c = 0; c < nr; c++) {
-            const float v = hbnn_neon_hsum(acc[r][c]);
-            g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, U ? v + v : v);
-        }
+#define HBNN_NEON_STORE(r, c)                                                                         \
+    if (r < mr && c < nr) {                                                                           \
+        const float v = hbnn_neon_hsum(acc##r##c);                                                    \
+        g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, U ? v + v : v);       \
+    }
+    HBNN_NEON_BLK_PAIRS(HBNN_NEON_STORE)
+#undef HBNN_NEON_STORE
 }
 
 /* Whether every block holds L real elements or none (true unless a pixel's C is not a multiple of L). */
@@ -292,6 +455,20 @@ __attribute__((noinline)) static void hbnn_neon_xor_runs(const hbnn_xor_args *g,
     HBNN_NEON_TILES(HBNN_NEON_RUN_MR, HBNN_NEON_RUN_NR, hbnn_neon_runs_tile(g, i, j, mr, nr))
 }
 
+#if defined(__aarch64__)
+__attribute__((noinline)) static void hbnn_neon_xor_short_runs(const hbnn_xor_args *g, int64_t i0, int64_t i1,
+                                                                int64_t j0, int64_t j1)
+{
+    HBNN_NEON_TILES(HBNN_NEON_RUN_MR, 4, hbnn_neon_short_runs_tile(g, i, j, mr, nr))
+}
+#endif
+
+__attribute__((noinline)) static void hbnn_neon_xor_runs1(const hbnn_xor_args *g, int64_t i0, int64_t i1,
+                                                           int64_t j0, int64_t j1)
+{
+    HBNN_NEON_TILES(HBNN_NEON_RUN1_MR, 4, hbnn_neon_runs1_tile(g, i, j, mr, nr))
+}
+
 #define HBNN_NEON_XOR_BLK_FN(Lc, U)                                                          \
     __attribute__((noinline)) static void hbnn_neon_xor_##Lc##_##U(                          \
         const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)              \
@@ -312,12 +489,28 @@ static void hbnn_xor_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i1, i
         hbnn_xor_gemm_portable(g, i0, i1, j0, j1);
         return;
     }
+    const int uniform = hbnn_neon_uniform_blocks(g);
     if (g->L == 64) {
+        /* scales are stored per word, so the per-word loop is right for any run; armv7 (no ADDP on
+         * q registers) keeps it for runs of 2 words, where it measured faster than the runs loop */
+#if defined(__aarch64__)
+        if (g->run == 1 && uniform) {
+#else
+        if (g->run <= 2 && uniform) {
+#endif
+            hbnn_neon_xor_runs1(g, i0, i1, j0, j1);
+            return;
+        }
+#if defined(__aarch64__)
+        if (g->run >= 2 && g->run <= HBNN_NEON_SHORT_RUN) {
+            hbnn_neon_xor_short_runs(g, i0, i1, j0, j1);
+            return;
+        }
+#endif
         if (g->run >= 1 && g->run <= HBNN_NEON_RUN_MAX) hbnn_neon_xor_runs(g, i0, i1, j0, j1);
         else hbnn_xor_gemm_portable(g, i0, i1, j0, j1);
         return;
     }
-    const int uniform = hbnn_neon_uniform_blocks(g);
     switch (g->L * 2 + uniform) {
     case 65: hbnn_neon_xor_32_1(g, i0, i1, j0, j1); break;
     case 64: hbnn_neon_xor_32_0(g, i0, i1, j0, j1); break;
