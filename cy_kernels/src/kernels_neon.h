@@ -568,16 +568,17 @@ static void hbnn_neon_sign_panel(const hbnn_sign_args *g, int64_t j, int64_t nf,
             sc[s * HBNN_NEON_NF + f] = f < nf ? g->scales[(j + f) * g->nseg + s] : 0.0f;
 }
 
-/* Store MR rows x 16 lane accumulators through the epilogue (nf real filters). */
-HBNN_NEON_INLINE void hbnn_neon_store_rows(const hbnn_epilogue *ep, float *out0, int64_t ldo, const int MR,
-                                           float32x4_t acc[][4], int64_t j, int64_t nf)
+/* Store one row's 16 lane accumulators through the epilogue (nf real filters). By value: an array
+ * passed by address made GCC 12 keep every accumulator in memory through the whole segment loop. */
+HBNN_NEON_INLINE void hbnn_neon_store_row(const hbnn_epilogue *ep, float *out, float32x4_t a0, float32x4_t a1,
+                                          float32x4_t a2, float32x4_t a3, int64_t j, int64_t nf)
 {
-    for (int r = 0; r < MR; r++) {
-        float tmp[HBNN_NEON_NF];
-        for (int q = 0; q < 4; q++) vst1q_f32(tmp + 4 * q, acc[r][q]);
-        float *out = out0 + r * ldo;
-        for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(ep, j + c, tmp[c]);
-    }
+    float tmp[HBNN_NEON_NF];
+    vst1q_f32(tmp, a0);
+    vst1q_f32(tmp + 4, a1);
+    vst1q_f32(tmp + 8, a2);
+    vst1q_f32(tmp + 12, a3);
+    for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(ep, j + c, tmp[c]);
 }
 
 /* MR rows x 16 filters, one segment at a time. */
@@ -615,7 +616,9 @@ HBNN_NEON_INLINE void hbnn_neon_sign_rows(const hbnn_sign_args *g, const float *
             for (int r = 0; r < MR; r++) acc[r][q] = hbnn_neon_fma(acc[r][q], scale, sacc[r][q]);
         }
     }
-    hbnn_neon_store_rows(&g->ep, g->out + i * g->ldo + j, g->ldo, MR, acc, j, nf);
+    for (int r = 0; r < HBNN_NEON_SIGN_MR; r++)
+        if (r < MR)
+            hbnn_neon_store_row(&g->ep, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
 }
 
 static void hbnn_sign_gemm_neon(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
@@ -655,7 +658,9 @@ HBNN_NEON_INLINE void hbnn_neon_dense_rows(const hbnn_dense_args *g, const float
             for (int q = 0; q < 4; q++) acc[r][q] = hbnn_neon_fma(acc[r][q], v, wv[q]);
         }
     }
-    hbnn_neon_store_rows(&g->ep, g->out + i * g->ldo + j, g->ldo, MR, acc, j, nf);
+    for (int r = 0; r < HBNN_NEON_SIGN_MR; r++)
+        if (r < MR)
+            hbnn_neon_store_row(&g->ep, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
 }
 
 static void hbnn_dense_gemm_neon(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
