@@ -205,7 +205,7 @@ HBNN_NEON_INLINE uint16x8_t hbnn_neon_word_counts4(uint8x16_t v0, uint8x16_t v1,
 HBNN_NEON_INLINE void hbnn_neon_runs1_tile(const hbnn_xor_args *g, int64_t i, int64_t j, int mr, int nr)
 {
     enum { MR = HBNN_NEON_RUN1_MR, NR = 4 };
-    const int64_t kw = g->kwords, nb = g->nblk, words = g->nrun;
+    const int64_t kw = g->kwords, nb = g->nblk, words = g->nrun * g->run;  /* the runs' words */
     const uint64_t *a[MR], *b[NR];
     const float *as[MR], *bs[NR];
     float32x4_t lo[MR], hi[MR];  /* row r: lo = filters 0, 1 (even, odd words), hi = filters 2, 3 */
@@ -490,6 +490,15 @@ static void hbnn_xor_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i1, i
         return;
     }
     const int uniform = hbnn_neon_uniform_blocks(g);
+    if (g->L == 64 && g->run < 1) {
+        /* a caller that describes no runs: every word is its own run */
+        hbnn_xor_args h = *g;
+        h.run = 1;
+        h.nrun = g->kwords;
+        h.run_len = g->len;
+        hbnn_xor_gemm_neon(&h, i0, i1, j0, j1);
+        return;
+    }
     if (g->L == 64) {
         /* scales are stored per word, so the per-word loop is right for any run; armv7 (no ADDP on
          * q registers) keeps it for runs of 2 words, where it measured faster than the runs loop */

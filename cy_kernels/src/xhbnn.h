@@ -46,7 +46,7 @@ typedef struct {
     float *out;           /* out[i * ldo + j] */
     int64_t ldo;
     hbnn_epilogue ep;
-    /* Runs (L == 64 only; run = 0 otherwise): for r < nrun, the words [r * run, (r + 1) * run) carry one
+    /* Runs (L == 64 only; run = 0: none described, each word is its own run): for r < nrun, the words [r * run, (r + 1) * run) carry one
      * scale pair in every row (a's and b's block scales are constant across them), so a kernel may add
      * their popcounts as integers and do the float work once per run:
      *   acc += as[i][r * run] * bs[j][r * run] * (run_len[r] - 2 * popcount of the run).
