@@ -41,6 +41,9 @@ cdef extern from "xhbnn.h":
         float *out
         int64_t ldo
         hbnn_epilogue ep
+        int64_t run
+        int64_t nrun
+        const float *run_len
     ctypedef struct hbnn_sign_args:
         const float *f
         int64_t m
@@ -224,6 +227,26 @@ def block_width(int64_t c, int64_t seg_a, int64_t k, int64_t seg_w):
     return L
 
 
+def run_words(int64_t c, int64_t seg_a, int64_t k, int64_t seg_w):
+    """Words per run for 64-bit blocks: the largest R such that every scale change of either operand
+    falls on a multiple of R words (see xhbnn.h, hbnn_xor_args.run).
+
+    Each pixel is ceil(c / 64) words and starts a new activation segment; activation segments of a
+    multiple of 64 elements restart inside it, weight segments run along the whole row.
+    """
+    cdef int64_t wc = (c + 63) // 64, r = wc, e
+    for e in range(seg_a, c, seg_a):
+        r = gcd(r, e // 64)
+    for e in range(seg_w, k, seg_w):
+        r = gcd(r, (e // c) * wc + (e % c) // 64)
+    return r
+
+
+def _run_lengths(lens, int64_t run, int64_t nrun):
+    """Real elements per run: the block lengths summed over each run's words."""
+    return np.ascontiguousarray(lens[:run * nrun].reshape(nrun, run).sum(axis=1), dtype=np.float32)
+
+
 def _unpack_rows(bits, int64_t k):
     """Canonical packed rows -> bool (O, k), True where negative."""
     as_bytes = np.ascontiguousarray(bits.astype("<u8", copy=False)).view(np.uint8)
@@ -287,7 +310,7 @@ cdef class ConvPlan:
     cdef int64_t seg_a, seg_w, L, wc, pix_blk, row_words, row_blk, kpad, k
     cdef int binarize_acts
     cdef object wbits, wscales, lens, abits, ascales, img_bits, img_scales, cols, acts, wpanel, direct
-    cdef object pw_bits, pw_scales, panels
+    cdef object pw_bits, pw_scales, panels, run_len
     # C arguments filled once by _bind (every internal buffer's address); a call sets x, out, epilogue
     cdef int path_id
     cdef bint is_direct
@@ -358,6 +381,10 @@ cdef class ConvPlan:
         self.row_words = (raw_words + HBNN_ROW_WORDS - 1) // HBNN_ROW_WORDS * HBNN_ROW_WORDS
         self.row_blk = self.row_words * 64 // self.L
         self.wbits, self.wscales, self.lens = _xor_weights(pw, self.c, self.L, self.row_words)
+        self.run_len = None
+        if self.L == 64:
+            run = run_words(self.c, self.seg_a, self.k, self.seg_w)
+            self.run_len = _run_lengths(self.lens, run, raw_words // run)
         self.abits = np.zeros((self.p, self.row_words), dtype=np.uint64)
         self.ascales = np.zeros((self.p, self.row_blk), dtype=np.float32)
         if not self.direct:
@@ -417,6 +444,7 @@ cdef class ConvPlan:
         cdef const uint64_t[:, ::1] wb
         cdef const float[:, ::1] ws
         cdef const float[::1] lens
+        cdef const float[::1] rlens
         self.acts_p = NULL
         self.cols_p = NULL
         if self.acts is not None:
@@ -444,6 +472,11 @@ cdef class ConvPlan:
             self.gx.a, self.gx.as_, self.gx.m = &abits[0, 0], &ascales[0, 0], self.p
             self.gx.b, self.gx.bs, self.gx.n = &wb[0, 0], &ws[0, 0], self.o
             self.gx.kwords, self.gx.nblk, self.gx.L, self.gx.len = self.row_words, self.row_blk, <int>self.L, &lens[0]
+            self.gx.run, self.gx.nrun, self.gx.run_len = 0, 0, NULL
+            if self.run_len is not None:
+                rlens = self.run_len
+                self.gx.nrun, self.gx.run_len = rlens.shape[0], &rlens[0]
+                self.gx.run = self.kh * self.kw * self.wc // self.gx.nrun
             self.gx.ldo = self.o
             if not self.direct:
                 ib, isc = self.img_bits, self.img_scales

@@ -51,118 +51,482 @@ HBNN_NEON_INLINE uint8_t hbnn_neon_hsum_u8(uint8x8_t v)
 }
 
 /* ---- xor GEMM: XOR + popcount over packed rows ------------------------------------------------- */
+/* Two loops (docs/DESIGN.md section 5):
+ *  - runs (L = 64, hbnn_xor_args.run): the words of a run share one scale pair, so each (row, filter)
+ *    pair adds its byte counts as integers (EOR, CNT, UADALP: three operations per 128 bits) and the
+ *    float work happens once per run, four pairs at a time;
+ *  - blocks (L in {8, 16, 32}): one scale product and one multiply-add per block, as the contract
+ *    needs. When every block holds L elements or none (the usual case) q = L/2 - pop is formed on the
+ *    narrow integer lanes and the tile doubles its sums at the end (exact, see kernels_avx512.h).
+ * Register tiles: aarch64 has 32 q registers, armv7 16. Rows or filters past the end of a tile reuse
+ * the last real one and are not stored, so every tile runs the same code. */
 
-/* acc += (sa * sb) * (len - 2 * pop), 4 blocks at a time (pop is exact in float: <= 64). */
-HBNN_NEON_INLINE float32x4_t hbnn_neon_accum(float32x4_t acc, uint32x4_t pop, const float *len, const float *sa,
-                                             const float *sb)
+#if defined(__aarch64__)
+#define HBNN_NEON_RUN_MR 4   /* runs: 4 x 4 pairs, 16 integer accumulators */
+#define HBNN_NEON_RUN_NR 4
+#define HBNN_NEON_BLK_MR 2   /* blocks: 2 x 4 pairs, 8 float accumulators */
+#define HBNN_NEON_BLK_NR 4
+#else
+#define HBNN_NEON_RUN_MR 2   /* runs: 2 x 2 pairs */
+#define HBNN_NEON_RUN_NR 2
+#define HBNN_NEON_BLK_MR 2   /* blocks: 2 x 2 pairs */
+#define HBNN_NEON_BLK_NR 2
+#endif
+/* A run's count per pair sums in 16-bit lanes: at most 64 * run < 65536 bits per run. */
+#define HBNN_NEON_RUN_MAX 1023
+
+/* [sum of v0, sum of v1, sum of v2, sum of v3] for four vectors of 16-bit counts (each sum < 65536). */
+HBNN_NEON_INLINE uint32x4_t hbnn_neon_sum4_u16(uint16x8_t v0, uint16x8_t v1, uint16x8_t v2, uint16x8_t v3)
 {
-    const float32x4_t p = vcvtq_f32_u32(pop);
-    const float32x4_t d = vsubq_f32(vld1q_f32(len), vaddq_f32(p, p));
-    return hbnn_neon_fma(acc, vmulq_f32(vld1q_f32(sa), vld1q_f32(sb)), d);
+#if defined(__aarch64__)
+    return vpaddlq_u16(vpaddq_u16(vpaddq_u16(v0, v1), vpaddq_u16(v2, v3)));
+#else
+    const uint16x4_t s0 = vadd_u16(vget_low_u16(v0), vget_high_u16(v0));
+    const uint16x4_t s1 = vadd_u16(vget_low_u16(v1), vget_high_u16(v1));
+    const uint16x4_t s2 = vadd_u16(vget_low_u16(v2), vget_high_u16(v2));
+    const uint16x4_t s3 = vadd_u16(vget_low_u16(v3), vget_high_u16(v3));
+    return vpaddlq_u16(vcombine_u16(vpadd_u16(s0, s1), vpadd_u16(s2, s3)));
+#endif
 }
 
-/* Byte counts of one 128-bit half (2 words) summed per L-bit block (L in {8, 16, 32}: 128 / L blocks);
- * the pointers are at the half's first block. */
-HBNN_NEON_INLINE float32x4_t hbnn_neon_half(float32x4_t acc, const int L, uint8x16_t cnt8, const float *len,
-                                            const float *sa, const float *sb)
-{
-    if (L == 32) {
-        const uint32x4_t c32 = vpaddlq_u16(vpaddlq_u8(cnt8));
-        return hbnn_neon_accum(acc, c32, len, sa, sb);
-    }
-    if (L == 16) {
-        const uint16x8_t c16 = vpaddlq_u8(cnt8);
-        acc = hbnn_neon_accum(acc, vmovl_u16(vget_low_u16(c16)), len, sa, sb);
-        return hbnn_neon_accum(acc, vmovl_u16(vget_high_u16(c16)), len + 4, sa + 4, sb + 4);
-    }
-    /* L == 8: 16 byte counts */
-    const uint16x8_t lo = vmovl_u8(vget_low_u8(cnt8)), hi = vmovl_u8(vget_high_u8(cnt8));
-    acc = hbnn_neon_accum(acc, vmovl_u16(vget_low_u16(lo)), len, sa, sb);
-    acc = hbnn_neon_accum(acc, vmovl_u16(vget_high_u16(lo)), len + 4, sa + 4, sb + 4);
-    acc = hbnn_neon_accum(acc, vmovl_u16(vget_low_u16(hi)), len + 8, sa + 8, sb + 8);
-    return hbnn_neon_accum(acc, vmovl_u16(vget_high_u16(hi)), len + 12, sa + 12, sb + 12);
-}
+/* One (row, filter) pair's count vector for 128 bits: started (first chunk of a run) or added to. */
+#define HBNN_NEON_CNT(x) vcntq_u8(vreinterpretq_u8_u64(x))
 
-/* One 256-bit chunk (4 words) of one (a, b) row pair, L in {8, 16, 32, 64}; pointers at its first block. */
-HBNN_NEON_INLINE float32x4_t hbnn_neon_chunk(float32x4_t acc, const int L, uint64x2_t x0, uint64x2_t x1,
-                                             const float *len, const float *sa, const float *sb)
+/* Runs: MR rows x NR filters (mr, nr of them real) at (i, j). Float sums of four pairs share a
+ * vector: with NR = 4, fac[r] holds row r's four filters; with 2 x 2, fac[0] holds pairs (0,0), (0,1),
+ * (1,0), (1,1). */
+HBNN_NEON_INLINE void hbnn_neon_runs_tile(const hbnn_xor_args *g, int64_t i, int64_t j, int mr, int nr)
 {
-    const uint8x16_t c0 = vcntq_u8(vreinterpretq_u8_u64(x0));
-    const uint8x16_t c1 = vcntq_u8(vreinterpretq_u8_u64(x1));
-    if (L == 64) {
-        /* per-word counts, narrowed from 64-bit lanes into one vector of 4 blocks */
-        const uint64x2_t p0 = vpaddlq_u32(vpaddlq_u16(vpaddlq_u8(c0)));
-        const uint64x2_t p1 = vpaddlq_u32(vpaddlq_u16(vpaddlq_u8(c1)));
-        return hbnn_neon_accum(acc, vcombine_u32(vmovn_u64(p0), vmovn_u64(p1)), len, sa, sb);
-    }
-    const int half = 128 / L;  /* blocks per 128 bits */
-    acc = hbnn_neon_half(acc, L, c0, len, sa, sb);
-    return hbnn_neon_half(acc, L, c1, len + half, sa + half, sb + half);
-}
-
-/* Register tile of MR rows of A x NR rows of B (MR, NR <= 2), all K. kwords is a multiple of 4. */
-HBNN_NEON_INLINE void hbnn_neon_xor_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
-                                         int64_t i, int64_t j)
-{
-    const int bpc = 256 / L;  /* blocks per 256-bit chunk */
-    const float32x4_t zero = vdupq_n_f32(0.0f);
-    float32x4_t acc[2][2] = {{zero, zero}, {zero, zero}};
-    const uint64_t *a[2] = {NULL, NULL}, *b[2] = {NULL, NULL};
-    const float *as[2] = {NULL, NULL}, *bs[2] = {NULL, NULL};
+    enum { MR = HBNN_NEON_RUN_MR, NR = HBNN_NEON_RUN_NR, NG = MR * NR / 4 };
+    const int64_t R = g->run, kw = g->kwords, nb = g->nblk;
+    const uint64_t *a[MR], *b[NR];
+    const float *as[MR], *bs[NR];
     for (int r = 0; r < MR; r++) {
-        a[r] = g->a + (i + r) * g->kwords;
-        as[r] = g->as + (i + r) * g->nblk;
+        const int64_t row = i + (r < mr ? r : mr - 1);
+        a[r] = g->a + row * kw;
+        as[r] = g->as + row * nb;
     }
     for (int c = 0; c < NR; c++) {
-        b[c] = g->b + (j + c) * g->kwords;
-        bs[c] = g->bs + (j + c) * g->nblk;
+        const int64_t col = j + (c < nr ? c : nr - 1);
+        b[c] = g->b + col * kw;
+        bs[c] = g->bs + col * nb;
     }
-    const int64_t chunks = g->kwords / 4;
-    for (int64_t k = 0; k < chunks; k++) {
-        uint64x2_t va[2][2], vb[2][2];
-        for (int r = 0; r < MR; r++) {
-            va[r][0] = vld1q_u64(a[r] + 4 * k);
-            va[r][1] = vld1q_u64(a[r] + 4 * k + 2);
+    float32x4_t fac[NG];
+    for (int q = 0; q < NG; q++) fac[q] = vdupq_n_f32(0.0f);
+    const float32x4_t minus2 = vdupq_n_f32(-2.0f);
+    for (int64_t run = 0; run < g->nrun; run++) {
+        const int64_t w0 = run * R, w1 = w0 + R;
+        uint16x8_t cnt[MR][NR];
+        int64_t w = w0;
+        {
+            /* the first 128 bits start the counts (an odd run's single word: upper half zero) */
+            uint64x2_t va[MR], vb[NR];
+            if (R >= 2) {
+                for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w);
+                for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+                w += 2;
+            } else {
+                for (int r = 0; r < MR; r++) va[r] = vcombine_u64(vld1_u64(a[r] + w), vdup_n_u64(0));
+                for (int c = 0; c < NR; c++) vb[c] = vcombine_u64(vld1_u64(b[c] + w), vdup_n_u64(0));
+                w += 1;
+            }
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = vpaddlq_u8(HBNN_NEON_CNT(veorq_u64(va[r], vb[c])));
         }
-        for (int c = 0; c < NR; c++) {
-            vb[c][0] = vld1q_u64(b[c] + 4 * k);
-            vb[c][1] = vld1q_u64(b[c] + 4 * k + 2);
+        for (; w + 2 <= w1; w += 2) {
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w);
+            for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = vpadalq_u8(cnt[r][c], HBNN_NEON_CNT(veorq_u64(va[r], vb[c])));
         }
-        const int64_t blk = k * bpc;
-        for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++)
-                acc[r][c] = hbnn_neon_chunk(acc[r][c], L, veorq_u64(va[r][0], vb[c][0]),
-                                            veorq_u64(va[r][1], vb[c][1]), g->len + blk, as[r] + blk, bs[c] + blk);
+        if (w < w1) {
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vcombine_u64(vld1_u64(a[r] + w), vdup_n_u64(0));
+            for (int c = 0; c < NR; c++) vb[c] = vcombine_u64(vld1_u64(b[c] + w), vdup_n_u64(0));
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = vpadalq_u8(cnt[r][c], HBNN_NEON_CNT(veorq_u64(va[r], vb[c])));
+        }
+        /* once per run: d = len - 2 * pop for four pairs, times their two scales */
+        const float32x4_t len = vdupq_n_f32(g->run_len[run]);
+#if HBNN_NEON_RUN_NR == 4
+        /* group q = row q against the 4 filters */
+        float32x4_t sbv = vld1q_dup_f32(bs[0] + w0);
+        sbv = vld1q_lane_f32(bs[1] + w0, sbv, 1);
+        sbv = vld1q_lane_f32(bs[2] + w0, sbv, 2);
+        sbv = vld1q_lane_f32(bs[3] + w0, sbv, 3);
+        for (int q = 0; q < NG; q++) {
+            const float32x4_t pop = vcvtq_f32_u32(hbnn_neon_sum4_u16(cnt[q][0], cnt[q][1], cnt[q][2], cnt[q][3]));
+            const float32x4_t d = hbnn_neon_fma(len, pop, minus2);
+            fac[q] = hbnn_neon_fma(fac[q], vmulq_n_f32(sbv, as[q][w0]), d);
+        }
+#else
+        /* one group: rows 0, 0, 1, 1 against filters 0, 1, 0, 1 */
+        const float32x4_t sav = vcombine_f32(vld1_dup_f32(as[0] + w0), vld1_dup_f32(as[1] + w0));
+        const float32x2_t sb2 = vld1_lane_f32(bs[1] + w0, vld1_dup_f32(bs[0] + w0), 1);
+        const float32x4_t pop = vcvtq_f32_u32(hbnn_neon_sum4_u16(cnt[0][0], cnt[0][1], cnt[1][0], cnt[1][1]));
+        const float32x4_t d = hbnn_neon_fma(len, pop, minus2);
+        fac[0] = hbnn_neon_fma(fac[0], vmulq_f32(sav, vcombine_f32(sb2, sb2)), d);
+#endif
     }
-    for (int r = 0; r < MR; r++)
-        for (int c = 0; c < NR; c++)
-            g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, hbnn_neon_hsum(acc[r][c]));
+    for (int q = 0; q < NG; q++) {
+        float s[4];
+        vst1q_f32(s, fac[q]);
+        for (int p = 0; p < 4; p++) {
+            const int r = 4 * q / NR + p / NR, c = p % NR;
+            if (r < mr && c < nr) g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, s[p]);
+        }
+    }
 }
 
-#define HBNN_NEON_XOR_LOOP(Lc)                                                               \
-    for (int64_t j = j0; j < j1; j += 2) {                                                   \
-        const int nr = j + 1 < j1 ? 2 : 1;                                                   \
-        int64_t i = i0;                                                                      \
-        if (nr == 2) {                                                                       \
-            for (; i + 1 < i1; i += 2) hbnn_neon_xor_tile(g, Lc, 2, 2, i, j);                \
-            if (i < i1) hbnn_neon_xor_tile(g, Lc, 1, 2, i, j);                               \
-        } else {                                                                             \
-            for (; i + 1 < i1; i += 2) hbnn_neon_xor_tile(g, Lc, 2, 1, i, j);                \
-            if (i < i1) hbnn_neon_xor_tile(g, Lc, 1, 1, i, j);                               \
+/* Per-word counts of four (a ^ b) byte-count vectors, as 16-bit lanes
+ * [v0 w0, v0 w1, v1 w0, v1 w1, v2 w0, v2 w1, v3 w0, v3 w1]: byte-wise pairwise adds, then one widening. */
+HBNN_NEON_INLINE uint16x8_t hbnn_neon_word_counts4(uint8x16_t v0, uint8x16_t v1, uint8x16_t v2, uint8x16_t v3)
+{
+#if defined(__aarch64__)
+    return vpaddlq_u8(vpaddq_u8(vpaddq_u8(v0, v1), vpaddq_u8(v2, v3)));
+#else
+    const uint8x8_t d0 = vpadd_u8(vget_low_u8(v0), vget_high_u8(v0)), d1 = vpadd_u8(vget_low_u8(v1), vget_high_u8(v1));
+    const uint8x8_t d2 = vpadd_u8(vget_low_u8(v2), vget_high_u8(v2)), d3 = vpadd_u8(vget_low_u8(v3), vget_high_u8(v3));
+    return vpaddlq_u8(vcombine_u8(vpadd_u8(d0, d1), vpadd_u8(d2, d3)));
+#endif
+}
+
+/* Runs of one word (beta = 64, or beta = inf with C <= 64) whose words all hold 64 elements or none:
+ * each 128-bit chunk is two runs. Per row of the tile the four filters' counts fold into per-word
+ * counts (hbnn_neon_word_counts4), q = 32 - pop is taken while widening to 32 bits (exact, as for
+ * uniform blocks: the sums are doubled at the end), and the float work is two multiplies and two
+ * multiply-adds per row and chunk (8 pairs' words). */
+#if defined(__aarch64__)
+#define HBNN_NEON_RUN1_MR 4
+#else
+#define HBNN_NEON_RUN1_MR 1
+#endif
+HBNN_NEON_INLINE void hbnn_neon_runs1_tile(const hbnn_xor_args *g, int64_t i, int64_t j, int mr, int nr)
+{
+    enum { MR = HBNN_NEON_RUN1_MR, NR = 4 };
+    const int64_t kw = g->kwords, nb = g->nblk, words = g->nrun * g->run;  /* the runs' words */
+    const uint64_t *a[MR], *b[NR];
+    const float *as[MR], *bs[NR];
+    float32x4_t lo[MR], hi[MR];  /* row r: lo = filters 0, 1 (even, odd words), hi = filters 2, 3 */
+    for (int r = 0; r < MR; r++) {
+        const int64_t row = i + (r < mr ? r : mr - 1);
+        a[r] = g->a + row * kw;
+        as[r] = g->as + row * nb;
+        lo[r] = hi[r] = vdupq_n_f32(0.0f);
+    }
+    for (int c = 0; c < NR; c++) {
+        const int64_t col = j + (c < nr ? c : nr - 1);
+        b[c] = g->b + col * kw;
+        bs[c] = g->bs + col * nb;
+    }
+    const int16x8_t half = vdupq_n_s16(32);
+    for (int64_t w = 0; w < words; w += 2) {  /* a last odd word pairs with a padding word: zero bits and scales */
+        uint64x2_t vb[NR];
+        for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+        const float32x4_t sb01 = vcombine_f32(vld1_f32(bs[0] + w), vld1_f32(bs[1] + w));
+        const float32x4_t sb23 = vcombine_f32(vld1_f32(bs[2] + w), vld1_f32(bs[3] + w));
+        for (int r = 0; r < MR; r++) {
+            const uint64x2_t va = vld1q_u64(a[r] + w);
+            uint8x16_t c8[NR];
+            for (int c = 0; c < NR; c++) c8[c] = HBNN_NEON_CNT(veorq_u64(va, vb[c]));
+            const int16x8_t pop = vreinterpretq_s16_u16(hbnn_neon_word_counts4(c8[0], c8[1], c8[2], c8[3]));
+            const float32x4_t q01 = vcvtq_f32_s32(vsubl_s16(vget_low_s16(half), vget_low_s16(pop)));
+#if defined(__aarch64__)
+            const float32x4_t q23 = vcvtq_f32_s32(vsubl_high_s16(half, pop));
+#else
+            const float32x4_t q23 = vcvtq_f32_s32(vsubl_s16(vget_high_s16(half), vget_high_s16(pop)));
+#endif
+            const float32x2_t sa = vld1_f32(as[r] + w);
+            const float32x4_t sa2 = vcombine_f32(sa, sa);
+            lo[r] = hbnn_neon_fma(lo[r], vmulq_f32(sa2, sb01), q01);
+            hi[r] = hbnn_neon_fma(hi[r], vmulq_f32(sa2, sb23), q23);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        const float32x2_t f01 = vpadd_f32(vget_low_f32(lo[r]), vget_high_f32(lo[r]));
+        const float32x2_t f23 = vpadd_f32(vget_low_f32(hi[r]), vget_high_f32(hi[r]));
+        float32x4_t v = vcombine_f32(f01, f23);
+        v = vaddq_f32(v, v);
+        float s[4];
+        vst1q_f32(s, v);
+        for (int c = 0; c < NR; c++)
+            if (r < mr && c < nr) g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, s[c]);
+    }
+}
+
+#if defined(__aarch64__)
+/* Short runs (2 to HBNN_NEON_SHORT_RUN words: beta = inf on convs of 128-896 channels): byte counts
+ * add up as bytes (at most 8 per chunk per byte), and one tree of byte-wise pairwise adds (ADDP) folds a
+ * row's four filters before widening: 5 operations per 4 pairs instead of 8 (UADDLP per pair + the
+ * 16-bit tree). After the tree a byte holds 4 bytes of each of up to 7 chunks: 4 * 8 * 7 = 224 < 256. */
+#define HBNN_NEON_SHORT_RUN 14
+HBNN_NEON_INLINE void hbnn_neon_short_runs_tile(const hbnn_xor_args *g, int64_t i, int64_t j, int mr, int nr)
+{
+    enum { MR = HBNN_NEON_RUN_MR, NR = 4 };
+    const int64_t R = g->run, kw = g->kwords, nb = g->nblk;
+    const uint64_t *a[MR], *b[NR];
+    const float *as[MR], *bs[NR];
+    for (int r = 0; r < MR; r++) {
+        const int64_t row = i + (r < mr ? r : mr - 1);
+        a[r] = g->a + row * kw;
+        as[r] = g->as + row * nb;
+    }
+    for (int c = 0; c < NR; c++) {
+        const int64_t col = j + (c < nr ? c : nr - 1);
+        b[c] = g->b + col * kw;
+        bs[c] = g->bs + col * nb;
+    }
+    float32x4_t fac[MR];
+    for (int r = 0; r < MR; r++) fac[r] = vdupq_n_f32(0.0f);
+    const float32x4_t minus2 = vdupq_n_f32(-2.0f);
+    for (int64_t run = 0; run < g->nrun; run++) {
+        const int64_t w0 = run * R, w1 = w0 + R;
+        uint8x16_t cnt[MR][NR];
+        {
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w0);
+            for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w0);
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = HBNN_NEON_CNT(veorq_u64(va[r], vb[c]));
+        }
+        int64_t w = w0 + 2;
+        for (; w + 2 <= w1; w += 2) {
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w);
+            for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = vaddq_u8(cnt[r][c], HBNN_NEON_CNT(veorq_u64(va[r], vb[c])));
+        }
+        if (w < w1) {  /* an odd run's last word: upper half zero */
+            uint64x2_t va[MR], vb[NR];
+            for (int r = 0; r < MR; r++) va[r] = vcombine_u64(vld1_u64(a[r] + w), vdup_n_u64(0));
+            for (int c = 0; c < NR; c++) vb[c] = vcombine_u64(vld1_u64(b[c] + w), vdup_n_u64(0));
+            for (int r = 0; r < MR; r++)
+                for (int c = 0; c < NR; c++) cnt[r][c] = vaddq_u8(cnt[r][c], HBNN_NEON_CNT(veorq_u64(va[r], vb[c])));
+        }
+        const float32x4_t len = vdupq_n_f32(g->run_len[run]);
+        float32x4_t sbv = vld1q_dup_f32(bs[0] + w0);
+        sbv = vld1q_lane_f32(bs[1] + w0, sbv, 1);
+        sbv = vld1q_lane_f32(bs[2] + w0, sbv, 2);
+        sbv = vld1q_lane_f32(bs[3] + w0, sbv, 3);
+        for (int r = 0; r < MR; r++) {
+            const uint8x16_t t = vpaddq_u8(vpaddq_u8(cnt[r][0], cnt[r][1]), vpaddq_u8(cnt[r][2], cnt[r][3]));
+            const float32x4_t pop = vcvtq_f32_u32(vpaddlq_u16(vpaddlq_u8(t)));
+            const float32x4_t d = vfmaq_f32(len, pop, minus2);
+            fac[r] = vfmaq_f32(fac[r], vmulq_n_f32(sbv, as[r][w0]), d);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        float s[4];
+        vst1q_f32(s, fac[r]);
+        for (int c = 0; c < NR; c++)
+            if (r < mr && c < nr) g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, s[c]);
+    }
+}
+#endif
+
+/* Block values of one 128-bit XOR (L in {8, 16, 32}) added to acc: U = 1: q = L/2 - pop (integer),
+ * acc += sa * sb * q; U = 0: acc += sa * sb * (len - 2 * pop). Pointers at the chunk's first block. */
+HBNN_NEON_INLINE float32x4_t hbnn_neon_blk4(float32x4_t acc, const int U, float32x4_t v, const float *len,
+                                            const float *sa, const float *sb)
+{
+    const float32x4_t sab = vmulq_f32(vld1q_f32(sa), vld1q_f32(sb));
+    if (!U) v = hbnn_neon_fma(vld1q_f32(len), v, vdupq_n_f32(-2.0f));
+    return hbnn_neon_fma(acc, sab, v);
+}
+
+HBNN_NEON_INLINE float32x4_t hbnn_neon_blocks(float32x4_t acc, const int L, const int U, uint64x2_t x,
+                                              const float *len, const float *sa, const float *sb)
+{
+    const uint8x16_t c8 = HBNN_NEON_CNT(x);
+    if (L == 32) {
+        const uint32x4_t c = vpaddlq_u16(vpaddlq_u8(c8));
+        const float32x4_t v = U ? vcvtq_f32_s32(vsubq_s32(vdupq_n_s32(16), vreinterpretq_s32_u32(c))) : vcvtq_f32_u32(c);
+        return hbnn_neon_blk4(acc, U, v, len, sa, sb);
+    }
+    if (L == 16) {
+        const uint16x8_t c = vpaddlq_u8(c8);
+        float32x4_t lo, hi;
+        if (U) {
+            /* q = 8 - pop, subtracted while widening (SSUBL): one operation per 4 blocks */
+            const int16x8_t p = vreinterpretq_s16_u16(c);
+            lo = vcvtq_f32_s32(vsubl_s16(vdup_n_s16(8), vget_low_s16(p)));
+#if defined(__aarch64__)
+            hi = vcvtq_f32_s32(vsubl_high_s16(vdupq_n_s16(8), p));
+#else
+            hi = vcvtq_f32_s32(vsubl_s16(vdup_n_s16(8), vget_high_s16(p)));
+#endif
+        } else {
+            lo = vcvtq_f32_u32(vmovl_u16(vget_low_u16(c)));
+            hi = vcvtq_f32_u32(vmovl_u16(vget_high_u16(c)));
+        }
+        acc = hbnn_neon_blk4(acc, U, lo, len, sa, sb);
+        return hbnn_neon_blk4(acc, U, hi, len + 4, sa + 4, sb + 4);
+    }
+    /* L == 8: 16 byte counts */
+    int16x8_t h[2];
+    if (U) {
+        const int8x16_t q = vsubq_s8(vdupq_n_s8(4), vreinterpretq_s8_u8(c8));
+        h[0] = vmovl_s8(vget_low_s8(q));
+        h[1] = vmovl_s8(vget_high_s8(q));
+    } else {
+        h[0] = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(c8)));
+        h[1] = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(c8)));
+    }
+    for (int t = 0; t < 2; t++) {
+        acc = hbnn_neon_blk4(acc, U, vcvtq_f32_s32(vmovl_s16(vget_low_s16(h[t]))), len + 8 * t, sa + 8 * t, sb + 8 * t);
+        acc = hbnn_neon_blk4(acc, U, vcvtq_f32_s32(vmovl_s16(vget_high_s16(h[t]))), len + 8 * t + 4, sa + 8 * t + 4,
+                             sb + 8 * t + 4);
+    }
+    return acc;
+}
+
+/* Blocks: MR rows x NR filters (mr, nr real) at (i, j), all K in 128-bit chunks. */
+/* The blocks tile names every accumulator: as an array (acc[r][c]) GCC 12 keeps it in memory and
+ * stores it back in every chunk. HBNN_NEON_BLK_PAIRS(X) calls X(r, c) for each pair of the tile. */
+#if defined(__aarch64__)
+#define HBNN_NEON_BLK_PAIRS(X) X(0, 0) X(0, 1) X(0, 2) X(0, 3) X(1, 0) X(1, 1) X(1, 2) X(1, 3)
+#else
+#define HBNN_NEON_BLK_PAIRS(X) X(0, 0) X(0, 1) X(1, 0) X(1, 1)
+#endif
+
+/* Blocks: MR rows x NR filters (mr, nr real) at (i, j), all K in 128-bit chunks. */
+HBNN_NEON_INLINE void hbnn_neon_blocks_tile(const hbnn_xor_args *g, const int L, const int U, int64_t i,
+                                            int64_t j, int mr, int nr)
+{
+    enum { MR = HBNN_NEON_BLK_MR, NR = HBNN_NEON_BLK_NR };
+    const int bpc = 128 / L;  /* blocks per 128-bit chunk */
+    const int64_t kw = g->kwords, nb = g->nblk;
+    const uint64_t *a[MR], *b[NR];
+    const float *as[MR], *bs[NR];
+    for (int r = 0; r < MR; r++) {
+        const int64_t row = i + (r < mr ? r : mr - 1);
+        a[r] = g->a + row * kw;
+        as[r] = g->as + row * nb;
+    }
+    for (int c = 0; c < NR; c++) {
+        const int64_t col = j + (c < nr ? c : nr - 1);
+        b[c] = g->b + col * kw;
+        bs[c] = g->bs + col * nb;
+    }
+#define HBNN_NEON_ZERO(r, c) float32x4_t acc##r##c = vdupq_n_f32(0.0f);
+    HBNN_NEON_BLK_PAIRS(HBNN_NEON_ZERO)
+#undef HBNN_NEON_ZERO
+    for (int64_t w = 0, blk = 0; w < kw; w += 2, blk += bpc) {
+        uint64x2_t va[MR], vb[NR];
+        for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + w);
+        for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + w);
+#define HBNN_NEON_STEP(r, c) \
+        acc##r##c = hbnn_neon_blocks(acc##r##c, L, U, veorq_u64(va[r], vb[c]), g->len + blk, as[r] + blk, bs[c] + blk);
+        HBNN_NEON_BLK_PAIRS(HBNN_NEON_STEP)
+#undef HBNN_NEON_STEP
+    }
+#define HBNN_NEON_STORE(r, c)                                                                         \
+    if (r < mr && c < nr) {                                                                           \
+        const float v = hbnn_neon_hsum(acc##r##c);                                                    \
+        g->out[(i + r) * g->ldo + j + c] = hbnn_apply_epilogue(&g->ep, j + c, U ? v + v : v);       \
+    }
+    HBNN_NEON_BLK_PAIRS(HBNN_NEON_STORE)
+#undef HBNN_NEON_STORE
+}
+
+/* Whether every block holds L real elements or none (true unless a pixel's C is not a multiple of L). */
+static int hbnn_neon_uniform_blocks(const hbnn_xor_args *g)
+{
+    for (int64_t b = 0; b < g->nblk; b++)
+        if (g->len[b] != 0.0f && g->len[b] != (float)g->L) return 0;
+    return 1;
+}
+
+/* One out-of-line function per loop variant, each with its own register allocation. */
+#define HBNN_NEON_TILES(MR, NR, CALL)                                                        \
+    for (int64_t j = j0; j < j1; j += NR) {                                                  \
+        const int nr = j + NR <= j1 ? NR : (int)(j1 - j);                                    \
+        for (int64_t i = i0; i < i1; i += MR) {                                              \
+            const int mr = i + MR <= i1 ? MR : (int)(i1 - i);                                \
+            CALL;                                                                            \
         }                                                                                    \
     }
 
+__attribute__((noinline)) static void hbnn_neon_xor_runs(const hbnn_xor_args *g, int64_t i0, int64_t i1,
+                                                          int64_t j0, int64_t j1)
+{
+    HBNN_NEON_TILES(HBNN_NEON_RUN_MR, HBNN_NEON_RUN_NR, hbnn_neon_runs_tile(g, i, j, mr, nr))
+}
+
+#if defined(__aarch64__)
+__attribute__((noinline)) static void hbnn_neon_xor_short_runs(const hbnn_xor_args *g, int64_t i0, int64_t i1,
+                                                                int64_t j0, int64_t j1)
+{
+    HBNN_NEON_TILES(HBNN_NEON_RUN_MR, 4, hbnn_neon_short_runs_tile(g, i, j, mr, nr))
+}
+#endif
+
+__attribute__((noinline)) static void hbnn_neon_xor_runs1(const hbnn_xor_args *g, int64_t i0, int64_t i1,
+                                                           int64_t j0, int64_t j1)
+{
+    HBNN_NEON_TILES(HBNN_NEON_RUN1_MR, 4, hbnn_neon_runs1_tile(g, i, j, mr, nr))
+}
+
+#define HBNN_NEON_XOR_BLK_FN(Lc, U)                                                          \
+    __attribute__((noinline)) static void hbnn_neon_xor_##Lc##_##U(                          \
+        const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)              \
+    {                                                                                        \
+        HBNN_NEON_TILES(HBNN_NEON_BLK_MR, HBNN_NEON_BLK_NR,                                  \
+                        hbnn_neon_blocks_tile(g, Lc, U, i, j, mr, nr))                       \
+    }
+HBNN_NEON_XOR_BLK_FN(32, 1)
+HBNN_NEON_XOR_BLK_FN(32, 0)
+HBNN_NEON_XOR_BLK_FN(16, 1)
+HBNN_NEON_XOR_BLK_FN(16, 0)
+HBNN_NEON_XOR_BLK_FN(8, 1)
+HBNN_NEON_XOR_BLK_FN(8, 0)
+
 static void hbnn_xor_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
-    if (g->kwords % 4 != 0) {  /* the interface pads rows to HBNN_ROW_WORDS; stay safe if it ever changes */
+    if (g->kwords % 2 != 0) {  /* the interface pads rows to HBNN_ROW_WORDS; stay safe if it ever changes */
         hbnn_xor_gemm_portable(g, i0, i1, j0, j1);
         return;
     }
-    switch (g->L) {
-    case 64: HBNN_NEON_XOR_LOOP(64) break;
-    case 32: HBNN_NEON_XOR_LOOP(32) break;
-    case 16: HBNN_NEON_XOR_LOOP(16) break;
-    case 8: HBNN_NEON_XOR_LOOP(8) break;
+    const int uniform = hbnn_neon_uniform_blocks(g);
+    if (g->L == 64 && g->run < 1) {
+        /* a caller that describes no runs: every word is its own run */
+        hbnn_xor_args h = *g;
+        h.run = 1;
+        h.nrun = g->kwords;
+        h.run_len = g->len;
+        hbnn_xor_gemm_neon(&h, i0, i1, j0, j1);
+        return;
+    }
+    if (g->L == 64) {
+        /* scales are stored per word, so the per-word loop is right for any run; armv7 (no ADDP on
+         * q registers) keeps it for runs of 2 words, where it measured faster than the runs loop */
+#if defined(__aarch64__)
+        if (g->run == 1 && uniform) {
+#else
+        if (g->run <= 2 && uniform) {
+#endif
+            hbnn_neon_xor_runs1(g, i0, i1, j0, j1);
+            return;
+        }
+#if defined(__aarch64__)
+        if (g->run >= 2 && g->run <= HBNN_NEON_SHORT_RUN) {
+            hbnn_neon_xor_short_runs(g, i0, i1, j0, j1);
+            return;
+        }
+#endif
+        if (g->run >= 1 && g->run <= HBNN_NEON_RUN_MAX) hbnn_neon_xor_runs(g, i0, i1, j0, j1);
+        else hbnn_xor_gemm_portable(g, i0, i1, j0, j1);
+        return;
+    }
+    switch (g->L * 2 + uniform) {
+    case 65: hbnn_neon_xor_32_1(g, i0, i1, j0, j1); break;
+    case 64: hbnn_neon_xor_32_0(g, i0, i1, j0, j1); break;
+    case 33: hbnn_neon_xor_16_1(g, i0, i1, j0, j1); break;
+    case 32: hbnn_neon_xor_16_0(g, i0, i1, j0, j1); break;
+    case 17: hbnn_neon_xor_8_1(g, i0, i1, j0, j1); break;
+    case 16: hbnn_neon_xor_8_0(g, i0, i1, j0, j1); break;
     default: hbnn_xor_gemm_portable(g, i0, i1, j0, j1); break;  /* blocks below a byte */
     }
 }
@@ -213,16 +577,17 @@ static void hbnn_neon_sign_panel(const hbnn_sign_args *g, int64_t j, int64_t nf,
             sc[s * HBNN_NEON_NF + f] = f < nf ? g->scales[(j + f) * g->nseg + s] : 0.0f;
 }
 
-/* Store MR rows x 16 lane accumulators through the epilogue (nf real filters). */
-HBNN_NEON_INLINE void hbnn_neon_store_rows(const hbnn_epilogue *ep, float *out0, int64_t ldo, const int MR,
-                                           float32x4_t acc[][4], int64_t j, int64_t nf)
+/* Store one row's 16 lane accumulators through the epilogue (nf real filters). By value: an array
+ * passed by address made GCC 12 keep every accumulator in memory through the whole segment loop. */
+HBNN_NEON_INLINE void hbnn_neon_store_row(const hbnn_epilogue *ep, float *out, float32x4_t a0, float32x4_t a1,
+                                          float32x4_t a2, float32x4_t a3, int64_t j, int64_t nf)
 {
-    for (int r = 0; r < MR; r++) {
-        float tmp[HBNN_NEON_NF];
-        for (int q = 0; q < 4; q++) vst1q_f32(tmp + 4 * q, acc[r][q]);
-        float *out = out0 + r * ldo;
-        for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(ep, j + c, tmp[c]);
-    }
+    float tmp[HBNN_NEON_NF];
+    vst1q_f32(tmp, a0);
+    vst1q_f32(tmp + 4, a1);
+    vst1q_f32(tmp + 8, a2);
+    vst1q_f32(tmp + 12, a3);
+    for (int64_t c = 0; c < nf; c++) out[c] = hbnn_apply_epilogue(ep, j + c, tmp[c]);
 }
 
 /* MR rows x 16 filters, one segment at a time. */
@@ -260,7 +625,9 @@ HBNN_NEON_INLINE void hbnn_neon_sign_rows(const hbnn_sign_args *g, const float *
             for (int r = 0; r < MR; r++) acc[r][q] = hbnn_neon_fma(acc[r][q], scale, sacc[r][q]);
         }
     }
-    hbnn_neon_store_rows(&g->ep, g->out + i * g->ldo + j, g->ldo, MR, acc, j, nf);
+    for (int r = 0; r < HBNN_NEON_SIGN_MR; r++)
+        if (r < MR)
+            hbnn_neon_store_row(&g->ep, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
 }
 
 static void hbnn_sign_gemm_neon(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
@@ -283,8 +650,6 @@ static void hbnn_sign_gemm_neon(const hbnn_sign_args *g, int64_t i0, int64_t i1,
 
 /* ---- float GEMM (full-precision layers): same lane layout, multiply-add per element ------------- */
 
-#define HBNN_NEON_HAS_DENSE 1
-
 HBNN_NEON_INLINE void hbnn_neon_dense_rows(const hbnn_dense_args *g, const float *w, const int MR, int64_t i,
                                            int64_t j, int64_t nf)
 {
@@ -302,7 +667,9 @@ HBNN_NEON_INLINE void hbnn_neon_dense_rows(const hbnn_dense_args *g, const float
             for (int q = 0; q < 4; q++) acc[r][q] = hbnn_neon_fma(acc[r][q], v, wv[q]);
         }
     }
-    hbnn_neon_store_rows(&g->ep, g->out + i * g->ldo + j, g->ldo, MR, acc, j, nf);
+    for (int r = 0; r < HBNN_NEON_SIGN_MR; r++)
+        if (r < MR)
+            hbnn_neon_store_row(&g->ep, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
 }
 
 static void hbnn_dense_gemm_neon(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)

@@ -28,8 +28,33 @@ static inline int hbnn_block_pop(uint64_t x, int t, int L)
     return hbnn_popcount64((x >> (t * L)) & ((UINT64_C(1) << L) - 1));
 }
 
+/* L = 64 with runs: integer popcount sum per run, one float multiply-add per run. */
+static void hbnn_xor_gemm_portable_runs(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    const int64_t R = g->run;
+    for (int64_t i = i0; i < i1; i++) {
+        const uint64_t *a = g->a + i * g->kwords;
+        const float *as = g->as + i * g->nblk;
+        for (int64_t j = j0; j < j1; j++) {
+            const uint64_t *b = g->b + j * g->kwords;
+            const float *bs = g->bs + j * g->nblk;
+            float acc = 0.0f;
+            for (int64_t r = 0; r < g->nrun; r++) {
+                int64_t pop = 0;
+                for (int64_t w = r * R; w < (r + 1) * R; w++) pop += hbnn_popcount64(a[w] ^ b[w]);
+                acc += (as[r * R] * bs[r * R]) * (g->run_len[r] - 2.0f * (float)pop);
+            }
+            g->out[i * g->ldo + j] = hbnn_apply_epilogue(&g->ep, j, acc);
+        }
+    }
+}
+
 static void hbnn_xor_gemm_portable(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
+    if (g->L == 64 && g->run > 0) {
+        hbnn_xor_gemm_portable_runs(g, i0, i1, j0, j1);
+        return;
+    }
     const int per_word = 64 / g->L;
     for (int64_t i = i0; i < i1; i++) {
         const uint64_t *a = g->a + i * g->kwords;

@@ -53,13 +53,8 @@ static int hbnn_cpu_has_avx512(void)
 
 #ifdef HBNN_HAVE_NEON
 static const hbnn_backend neon_backend = {
-    "neon", hbnn_xor_gemm_neon, hbnn_sign_gemm_neon, hbnn_pack_rows_neon,
-#ifdef HBNN_NEON_HAS_DENSE
-    hbnn_dense_gemm_neon
-#else
-    hbnn_dense_gemm_portable
-#endif
-    , NULL  /* sign_panel: the NEON sign GEMM builds its panels per tile */
+    "neon", hbnn_xor_gemm_neon, hbnn_sign_gemm_neon, hbnn_pack_rows_neon, hbnn_dense_gemm_neon,
+    NULL  /* sign_panel: the NEON sign GEMM builds its panels per tile */
 };
 #endif
 

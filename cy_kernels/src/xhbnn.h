@@ -9,6 +9,8 @@
  *    expanded to one float per block ("block scales"); a block that holds only padding has scale 0.
  *    len[b] is the number of real elements in block b (the same for every row).
  *      out[i][j] = sum_b as[i][b] * bs[j][b] * (len[b] - 2 * popcount((a[i] ^ b[j]) in block b))
+ *    With L = 64, runs of several words that share one scale pair are described once per plan
+ *    (hbnn_xor_args.run): wide segments (beta >= 128, beta = inf) then cost one float operation per run.
  *  - Rows of the binary GEMM are padded to a multiple of HBNN_ROW_WORDS words (zero bits, zero scales)
  *    so SIMD backends never need a scalar tail.
  *  - Sign GEMM (one side float): out[i][j] = sum_s scale[j][s] * sum_{k in s} (bit[j][k] ? -f[i][k] : f[i][k])
@@ -44,6 +46,15 @@ typedef struct {
     float *out;           /* out[i * ldo + j] */
     int64_t ldo;
     hbnn_epilogue ep;
+    /* Runs (L == 64 only; run = 0: none described, each word is its own run): for r < nrun, the words [r * run, (r + 1) * run) carry one
+     * scale pair in every row (a's and b's block scales are constant across them), so a kernel may add
+     * their popcounts as integers and do the float work once per run:
+     *   acc += as[i][r * run] * bs[j][r * run] * (run_len[r] - 2 * popcount of the run).
+     * Words from nrun * run to kwords are padding (zero bits, zero scales on both sides: they add exactly
+     * 0) and may be skipped. run = 1, nrun = kwords, run_len = len is always valid. */
+    int64_t run;
+    int64_t nrun;
+    const float *run_len; /* nrun: real elements per run */
 } hbnn_xor_args;
 
 typedef struct {

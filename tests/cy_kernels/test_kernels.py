@@ -112,6 +112,39 @@ def test_conv_lenet_shape(backend, bw, ba):
     check_conv(rand((1, 12, 12, 20), 31), rand((50, 5, 5, 20), 32), bw, ba, 1, 0)
 
 
+# 64-bit blocks: runs of words sharing one scale pair (pixels of 1-5 words, segments of 1-8 words, runs
+# that are odd, that straddle pixels or not), patch and filter counts that leave every tile a tail
+@pytest.mark.parametrize("c", [64, 100, 128, 192, 320])
+@pytest.mark.parametrize("bw,ba", [(None, None), (64, 64), (128, None), (None, 128), (256, 64), (512, None),
+                                   (None, 64)])
+@pytest.mark.parametrize("o", [1, 3, 6])
+@pytest.mark.parametrize("hw", [(1, 1), (5, 3)])
+def test_conv_runs_of_words(backend, c, bw, ba, o, hw):
+    check_conv(rand((1,) + hw + (c,), c), rand((o, 3, 3, c), o), bw, ba, 1, 1)
+
+
+@pytest.mark.parametrize("k", [64, 200, 4096, 8192])
+@pytest.mark.parametrize("bw,ba", [(None, None), (128, None), (None, 256), (64, 64)])
+@pytest.mark.parametrize("m,o", [(1, 1), (2, 7), (5, 4)])
+def test_linear_runs_of_words(backend, k, bw, ba, m, o):
+    x, w = rand((m, k), 6), rand((o, k), 7)
+    mag = magnitude(ref.binarize_rows(x, ba), ref.binarize_rows(w, bw))
+    assert_close(ck.hbnn_linear(x, w, bw, ba), ref.hbnn_linear(x, w, bw, ba), mag)
+
+
+@pytest.mark.parametrize("c,seg_a,k,seg_w,run", [
+    (128, 128, 1152, 1152, 2),   # beta = inf: one pixel (2 words) per run
+    (512, 512, 4608, 4608, 8),
+    (192, 192, 1728, 128, 1),    # weight segments of 2 words against pixels of 3
+    (256, 128, 2304, 2304, 2),   # activation segments inside a pixel
+    (256, 256, 2304, 512, 4),    # weight segments over two pixels
+    (8192, 8192, 8192, 8192, 128),  # a dense row
+    (1000, 1000, 1000, 1000, 16),
+])
+def test_run_words(c, seg_a, k, seg_w, run):
+    assert _xhbnn.run_words(c, seg_a, k, seg_w) == run
+
+
 def test_conv_kernel_larger_than_input_with_padding(backend):
     check_conv(rand((1, 2, 2, 16), 1), rand((2, 3, 3, 16), 2), 16, 16, 1, 1)
 
