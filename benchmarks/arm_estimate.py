@@ -146,6 +146,28 @@ def parse_mca_instruction_info(text):
     return rows
 
 
+def _mnemonic(text):
+    return text.strip().split(None, 1)[0].lower() if text.strip() else ""
+
+
+def align_rows(texts, rows, lookahead=4):
+    """Pair llvm-mca's instruction-info rows with the input lines they came from.
+
+    llvm-mca skips lines it has no scheduling data for, so rows and lines can fall out of step;
+    a row belongs to the next line with its mnemonic (within ``lookahead`` lines), else to the
+    current one. Returns [(line index, reciprocal throughput)]; skipped lines are absent.
+    """
+    out, i = [], 0
+    for row in rows:
+        if i >= len(texts):
+            break
+        m = _mnemonic(row[3])
+        j = next((j for j in range(i, min(len(texts), i + lookahead + 1)) if _mnemonic(texts[j]) == m), i)
+        out.append((j, row[2]))
+        i = j + 1
+    return out
+
+
 def parse_mca_summary(text):
     """llvm-mca's summary: {"iterations", "instructions", "total_cycles", "block_rthroughput"}."""
     fields = {"Iterations:": "iterations", "Instructions:": "instructions", "Total Cycles:": "total_cycles",

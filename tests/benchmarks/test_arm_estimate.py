@@ -131,6 +131,12 @@ def test_parse_mca_instruction_info_reads_each_row():
     assert [r[3].split()[0] for r in rows] == ["add", "cnt", "ldp", "str", "ldaddal"]
 
 
+def test_align_rows_survives_lines_llvm_mca_skipped():
+    texts = ["add x0, x1, x2", "weird x1", "cnt v0.16b, v1.16b", "ldp q0, q1, [x0]"]
+    rows = [(1, 1, 0.5, "add\tx0, x1, x2"), (1, 3, 0.5, "cnt\tv0.16b, v1.16b"), (4, 6, 2.0, "ldp\tq0, q1, [x0]")]
+    assert est.align_rows(texts, rows) == [(0, 0.5), (2, 0.5), (3, 2.0)]
+
+
 def test_parse_mca_summary_and_loop_macs():
     s = est.parse_mca_summary(MCA_SUMMARY)
     assert s == {"iterations": 300.0, "instructions": 7800.0, "total_cycles": 4809.0, "block_rthroughput": 16.0}
