@@ -70,6 +70,7 @@ CORES = {
 TRIPLE = {"aarch64": "aarch64-linux-gnu", "armv7": "armv7a-linux-gnueabihf"}
 MC_ATTR = {"aarch64": "+v8.2a,+dotprod,+fullfp16,+lse,+rcpc,+crc,+aes,+sha2,+rdm", "armv7": "+neon,+vfp4,+hwdiv"}
 PEER_ENGINE = {"aarch64": "litert", "armv7": "tflite"}
+PEER_LABEL = {"aarch64": "LiteRT", "armv7": "tflite-runtime"}
 # frames k per model: enough that a frame's work dwarfs run-to-run noise in start-up
 FRAMES = {"lenet": 20, "alexnet": 4}
 LLVM_BIN = Path(os.environ.get("HBNN_LLVM_BIN", "/usr/lib/llvm-19/bin"))
@@ -430,8 +431,9 @@ def loop_figures(hot, texts_of, target, work, mcpus):
         row = {"offset": hex(b["offset"]), "instructions": len(body), "eor_bits": est.eor_bits(body),
                "executions_per_run": b["count"], "models": {}}
         for mcpu in mcpus:
-            proc = subprocess.run([llvm("llvm-mca"), f"-mtriple={TRIPLE[target]}", f"-mcpu={mcpu}",
-                                   f"-mattr={MC_ATTR[target]}", "-iterations=300", "--all-views=false",
+            triple, flags = CostModel(target, mcpu, work)._flags("thumb")   # our armv7 .so is Thumb-2
+            proc = subprocess.run([llvm("llvm-mca"), f"-mtriple={triple}", f"-mcpu={mcpu}", *flags,
+                                   "-iterations=300", "--all-views=false",
                                    "--summary-view", "--skip-unsupported-instructions=any"],
                                   input="\n".join(body) + "\n", capture_output=True, text=True)
             try:
@@ -485,7 +487,7 @@ def inner_loop_figures():
 
 def table(results, cores, target):
     lines = ["| model | engine | core (llvm-mca model) | instr/frame | est. cycles/frame | ms @1.2 | ms @1.5 | ms @2.4 "
-             "| vs LiteRT fp32 | vs LiteRT int8 | linearity |",
+             "| vs peer fp32 | vs peer int8 | linearity |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         lin = "-" if r["linearity_gap"] is None else f"{100 * r['linearity_gap']:+.2f} %"
@@ -549,7 +551,8 @@ def main(argv=None):
         for arch in archs:
             m = models[arch]
             configs = [(f"HadaNet ({b})", "hbnn", path) for b, path in m["hbnn"].items()]
-            configs += [(f"LiteRT {kind}", peer, m["peer"][kind]) for kind in peer_kinds if kind in m["peer"]]
+            configs += [(f"{PEER_LABEL[args.target]} {kind}", peer, m["peer"][kind])
+                        for kind in peer_kinds if kind in m["peer"]]
             rows = []
             for label, engine, path in configs:
                 log(f"{arch} {label} on {core}")
@@ -564,7 +567,8 @@ def main(argv=None):
                 del r["texts"], r["hot"]
                 rows.append({"model": arch, "engine": label, "core": core, **r})
             for r in rows:
-                base = {kind: next((q["cycles_per_frame"] for q in rows if q["engine"] == f"LiteRT {kind}"), None)
+                base = {kind: next((q["cycles_per_frame"] for q in rows
+                                    if q["engine"] == f"{PEER_LABEL[args.target]} {kind}"), None)
                         for kind in ("fp32", "int8")}
                 r["vs_peer_fp32"] = est.ratio(base["fp32"], r["cycles_per_frame"])
                 r["vs_peer_int8"] = est.ratio(base["int8"], r["cycles_per_frame"])
@@ -572,7 +576,8 @@ def main(argv=None):
             results.extend(rows)
     symbolize(loops, args.xhbnn_so)
     print(f"\nARM ({args.target}), estimated: cycles = sum over executed instructions of llvm-mca's reciprocal "
-          f"throughput; per frame = (count(2k) - count(k)) / k; ratios = LiteRT cycles / ours")
+          f"throughput; per frame = (count(2k) - count(k)) / k; ratios = "
+          f"{PEER_LABEL[args.target]}'s cycles / ours (its default XNNPACK delegate on)")
     for c in cores:
         print(f"  {c}: QEMU -cpu {CORES[args.target][c][0]}, llvm-mca -mcpu={CORES[args.target][c][1]}: "
               f"{CORES[args.target][c][4]}")
