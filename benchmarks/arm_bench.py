@@ -97,6 +97,13 @@ def tree_hash(folder):
     return h.hexdigest()[:20]
 
 
+def write_atomic(path, text):
+    """Replace a cache file whole (two arm-bench runs may share the cache)."""
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -207,7 +214,7 @@ class Emulator:
                   "counts": {f"{op}|{d}": n for (op, d), n in est.instruction_counts(blocks).items()},
                   "hot": hot_blocks(blocks, maps, "_xhbnn"), "total": sum(b["count"] * b["n"] for b in blocks)}
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cached.write_text(json.dumps(result))
+        write_atomic(cached, json.dumps(result))
         return result
 
     def _guest(self, core, engine, model, x, frames, count):
@@ -319,7 +326,7 @@ class Decoder:
                 for k in missing:
                     op, q = k.split("|", 1)
                     self.cache[k] = " ".join(q.split()) or dec.get(op, "")
-            self.path.write_text(json.dumps(self.cache))
+            write_atomic(self.path, json.dumps(self.cache))
         return {k: self.cache[k] for k in keys}
 
 
@@ -375,7 +382,7 @@ class CostModel:
         missing = [f for f in form_examples if f not in self.cache]
         if missing:
             self._price(missing, [mca_text(form_examples[f]) for f in missing])
-            self.path.write_text(json.dumps(self.cache))
+            write_atomic(self.path, json.dumps(self.cache))
         return {f: self.cache[f] for f in form_examples}
 
 
