@@ -32,6 +32,7 @@ def _affine_op(x, out, scale, bias) -> Callable[[], None]:
     def run():
         mul(x, scale, out=out)
         add(out, bias, out=out)
+    run.frame_step = ("affine", x, out, scale, bias)  # what the frame executor runs instead
     return run
 
 
@@ -40,13 +41,15 @@ def _relu_op(x, out) -> Callable[[], None]:
 
     def run():
         maximum(x, zero, out=out)
+    run.frame_step = ("relu", x, out)
     return run
 
 
 class _Plan:
     """Buffers and bound steps for one batch size."""
 
-    def __init__(self, model: HbnModel, weights: Dict[str, object], batch: int, threads: int):
+    def __init__(self, model: HbnModel, weights: Dict[str, object], batch: int, threads: int,
+                 per_op: bool = False):
         import cy_kernels as K
         from cy_kernels._xhbnn import BoundPool, BoundSoftmax  # C steps: one call, no ufunc chain
 
@@ -102,6 +105,16 @@ class _Plan:
             self.tensors.append(("output", cur))
         self.output = cur
         self.output_index = len(self.tensors) - 1
+        # One C call per frame on a persistent thread pool (cy_kernels/src/frame.c); None: the ops
+        # one by one (per_op=True, or a step the executor does not know).
+        self.executor = None if per_op else K.frame_executor(self.ops, threads)
+
+    def run(self) -> None:
+        if self.executor is not None:
+            self.executor.run()
+        else:
+            for op in self.ops:
+                op()
 
     def _buffer(self, name: str, shape) -> np.ndarray:
         buf = np.zeros(shape, dtype=np.float32)
@@ -119,6 +132,7 @@ def _bind(op, x, out) -> Callable[[], None]:
     def run():
         op(x, out)
     run.path = op.path  # for profiling (benchmarks/layer_times.py): "xor", "sign" or "float"
+    run.frame_step = ("layer", op, x, out)
     return run
 
 
@@ -134,15 +148,20 @@ class Interpreter:
     """Run a .hbn model; the API mirrors ``tflite_runtime.interpreter.Interpreter``.
 
     ``model_path``: a .hbn file (or an already loaded :class:`edge.format.HbnModel`).
-    ``num_threads``: passed to every kernel call as ``threads=``.
+    ``num_threads``: threads per frame. ``invoke()`` runs the whole network as one C call on a
+    persistent pool of that many threads (cy_kernels ``frame_executor``); ``per_op=True`` runs the
+    prepared layers one Python call at a time instead (for debugging and profiling), each with
+    ``threads=num_threads``. Both give the same results.
     Raises ModelFormatError when the model is malformed.
     """
 
-    def __init__(self, model_path: Union[str, os.PathLike, HbnModel], num_threads: Optional[int] = 1):
+    def __init__(self, model_path: Union[str, os.PathLike, HbnModel], num_threads: Optional[int] = 1,
+                 per_op: bool = False):
         self.num_threads = _check_threads(num_threads)
+        self.per_op = bool(per_op)
         self.model = model_path if isinstance(model_path, HbnModel) else read_hbn(model_path)
         self._weights = self._prepare_weights()
-        self._plan = _Plan(self.model, self._weights, 1, self.num_threads)
+        self._plan = _Plan(self.model, self._weights, 1, self.num_threads, self.per_op)
         self._plans: "OrderedDict[int, _Plan]" = OrderedDict()
         per_sample = 4 * sum(math.prod(shape) for shape in self.model.shapes)
         self._chunk = max(1, min(PREDICT_BATCH, PREDICT_BYTES // max(1, per_sample)))
@@ -192,7 +211,7 @@ class Interpreter:
             raise ValueError(f"Expected a shape [B, {', '.join(map(str, self.input_shape))}] with B >= 1, "
                              f"got {list(size)}")
         if size[0] != self._plan.input.shape[0]:
-            self._plan = _Plan(self.model, self._weights, size[0], self.num_threads)
+            self._plan = _Plan(self.model, self._weights, size[0], self.num_threads, self.per_op)
 
     def get_input_details(self) -> List[dict]:
         spec = self.model.graph["input"]
@@ -245,8 +264,7 @@ class Interpreter:
 
     def invoke(self) -> None:
         """Run the network on the input buffer. Allocates nothing."""
-        for op in self._plan.ops:
-            op()
+        self._plan.run()
 
     def get_tensor(self, tensor_index: int) -> np.ndarray:
         """A copy of a tensor (input, any layer's output, or the output)."""
@@ -313,8 +331,7 @@ class Interpreter:
             chunk = batch[start:start + self._chunk]
             plan = self._plan_for(chunk.shape[0])
             np.copyto(plan.input, chunk)
-            for op in plan.ops:
-                op()
+            plan.run()
             result[start:start + chunk.shape[0]] = plan.output
         if not self.ends_in_softmax:
             result -= result.max(axis=1, keepdims=True)
@@ -326,7 +343,7 @@ class Interpreter:
         # predict() has its own buffers: it never disturbs what set_tensor()/invoke() hold.
         plan = self._plans.get(batch)
         if plan is None:
-            plan = self._plans[batch] = _Plan(self.model, self._weights, batch, self.num_threads)
+            plan = self._plans[batch] = _Plan(self.model, self._weights, batch, self.num_threads, self.per_op)
             while len(self._plans) > _MAX_PLANS:
                 self._plans.popitem(last=False)
         return plan
