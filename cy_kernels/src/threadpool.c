@@ -149,7 +149,7 @@ static void *hbnn_worker_main(void *p)
     hbnn_worker_arg arg = *(hbnn_worker_arg *)p;
     hbnn_pool *pool = arg.pool;
     free(p);
-    uint32_t seen = __atomic_load_n(&pool->wake_seq, __ATOMIC_ACQUIRE);
+    uint32_t seen = 0;  /* the value at creation: a stop (or frame) published before we got here is seen */
     for (;;) {
         uint32_t seq = __atomic_load_n(&pool->wake_seq, __ATOMIC_ACQUIRE);
         if (seq == seen) {
