@@ -34,6 +34,8 @@ def register(sub, bench_sub) -> None:
     p.add_argument("--crop", choices=("center", "none"), default="center")
     p.add_argument("--quiet", action="store_true", help="no per-frame lines, status and summary only")
     p.add_argument("--status-interval", type=float, default=1.0, metavar="S")
+    p.add_argument("--prefetch", action="store_true",
+                   help="capture and preprocess the next frame on a thread while this one runs (edge.prefetch)")
     p.set_defaults(func=cmd_infer)
 
     p = sub.add_parser("daemon", help="run source -> model -> link as a service (systemd)")
@@ -65,8 +67,10 @@ def add_bench_models_arguments(p) -> None:
     p.add_argument("--betas", default="16,2 16,16 64,64 inf,inf 1,1",
                    help='(beta_w,beta_a) pairs; 1,1 = full precision (default: "%(default)s")')
     p.add_argument("--threads", default="1,all", help="comma list; 'all' = every core (default: %(default)s)")
-    p.add_argument("--runs", type=int, default=300, help="timed calls per configuration")
-    p.add_argument("--max-seconds", type=float, default=3.0, help="time cap per configuration")
+    p.add_argument("--runs", type=int, default=300, help="timed calls per configuration, over all rounds")
+    p.add_argument("--max-seconds", type=float, default=3.0, help="time cap per configuration, over all rounds")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds: every row gets a slice of each")
+    p.add_argument("--busy", type=int, default=0, metavar="N", help="N busy-loop processes during the rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peer-python", default=os.environ.get(
         "HBNN_BENCH_PYTHON", str(REPO / ".venv-bench" / "bin" / "python")),
@@ -132,6 +136,9 @@ def cmd_infer(args) -> int:
         loop = InferenceLoop(interp, topk=args.topk, crop=args.crop)
     except InputSpecError as exc:
         raise CommandError(f"Expected a usable input spec in {args.model}, got {exc}") from exc
+    if args.prefetch:
+        from .prefetch import PrefetchSource
+        source = PrefetchSource(source, type(loop.pre)(interp.input_spec, crop=args.crop)).open()
     tty = sys.stderr.isatty()
 
     def on_result(result, frame):

@@ -8,15 +8,16 @@
 /* Below these sizes a phase is one tile: splitting it costs more (a claim, a cache line moving to
  * the other core, the wait at the next op) than the few microseconds it would save. Measured on
  * LeNet and the AlexNet-inspired net (docs/BENCHMARKS.md, "Threads"). */
-#define HBNN_FRAME_MIN_BINARY_MACS (INT64_C(4) << 20)
-#define HBNN_FRAME_MIN_FLOAT_MACS (INT64_C(1) << 19)
-#define HBNN_FRAME_MIN_BYTES (INT64_C(64) << 10)
+#define HBNN_FRAME_MIN_BINARY_MACS (INT64_C(8) << 20)
+#define HBNN_FRAME_MIN_FLOAT_MACS (INT64_C(2) << 20)
+#define HBNN_FRAME_MIN_BYTES (INT64_C(256) << 10)
 /* A row phase's tiles hold at least this many bytes of output (a few microseconds of copying). */
 #define HBNN_FRAME_TILE_BYTES (INT64_C(16) << 10)
 
 /* Load awareness: judge the helpers over this many parallel frames; if they did not pay, run this
  * many frames (doubling to the maximum while they keep not paying) on the caller alone. */
 #define HBNN_FRAME_WINDOW 4
+#define HBNN_FRAME_SEED_FRAMES 3  /* frames on the caller alone first, to learn what one thread takes */
 #define HBNN_FRAME_BACKOFF_MIN 8
 #define HBNN_FRAME_BACKOFF_MAX 1024
 
@@ -51,6 +52,7 @@ struct hbnn_frame {
     int adaptive;
     int seq_left, backoff, window_n;
     double window_wall, window_est;
+    double seq_wall;        /* running mean wall time of the frames run alone (0: none yet) */
     int64_t frames, parallel_frames;
 };
 
@@ -61,7 +63,7 @@ hbnn_frame *hbnn_frame_create(const hbnn_backend *be, int threads)
     f->be = be;
     f->threads = threads > 1 ? threads : 1;
     f->adaptive = 1;
-    f->seq_left = 1;  /* the first frame runs alone and measures every op */
+    f->seq_left = HBNN_FRAME_SEED_FRAMES;
     return f;
 }
 
@@ -313,11 +315,17 @@ void hbnn_frame_run(hbnn_frame *f)
     hbnn_pool_stats st;
     hbnn_pool_run(f->pool, &f->job, nt, &st, f->tile_us);
     f->frames++;
-    if (nt <= 1) return;
+    if (nt <= 1) {
+        /* what one thread takes, from the frames that ran alone (not the very first: cold caches) */
+        if (f->pool && f->frames > 1) f->seq_wall = f->seq_wall > 0.0 ? 0.75 * f->seq_wall + 0.25 * st.wall_us : st.wall_us;
+        return;
+    }
     f->parallel_frames++;
-    /* what one thread would have taken: the caller's time per tile times every tile */
+    /* what one thread would have taken: the caller's time per tile times every tile, or the recent
+     * frames that ran alone if they were faster (the caller's tiles slow down when shared) */
     double est = 0.0;
     for (int k = 0; k < f->nops; k++) est += f->tile_us[k] * (double)(f->op_end[k] - (k ? f->op_end[k - 1] : 0));
+    if (f->seq_wall > 0.0 && f->seq_wall < est) est = f->seq_wall;
     f->window_wall += st.wall_us;
     f->window_est += est;
     if (++f->window_n < HBNN_FRAME_WINDOW) return;

@@ -109,7 +109,7 @@ def test_executor_is_bit_identical_at_1_2_3_threads_and_to_the_per_op_path(model
         ex = it._plan.executor
         assert ex is not None
         it.set_tensor(0, x)
-        for _ in range(6):  # the first frame runs on the caller alone, the next ones on the pool
+        for _ in range(6):  # the first frames run on the caller alone (to measure), the next on the pool
             it.invoke()
             got = _tensors(it)
             assert all(np.array_equal(a, b) for a, b in zip(got, want)), f"{threads} threads"
