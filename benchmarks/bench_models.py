@@ -95,10 +95,14 @@ def timed_slice(run, calls, seconds, warmup):
     return times
 
 
-def hbnn_runner(path, x, threads, per_op=False):
-    """A row's slice function and first output, and the executor (for how many frames were parallel)."""
+def hbnn_runner(path, x, threads, per_op=False, adaptive=True):
+    """A row's slice function and first output, and the executor (for how many frames were parallel).
+    ``adaptive=False``: the executor always uses every thread, even when they do not pay."""
+    import cy_kernels
     from edge.interpreter import Interpreter
     interp = Interpreter(str(path), num_threads=threads, per_op=per_op)
+    if not adaptive and interp._plan.executor is not None:
+        interp._plan.executor = cy_kernels.frame_executor(interp._plan.ops, threads, adaptive=False)
     interp.allocate_tensors()
     i = interp.get_input_details()[0]["index"]
     o = interp.get_output_details()[0]["index"]
@@ -271,9 +275,19 @@ def run_rounds(rows, args, log):
         if ex is not None:
             info = ex.info()
             row["parallel_frames_pct"] = 100.0 * info["parallel_frames"] / max(1, info["frames"])
+            if info["pool_threads"] > 1:  # per-tile times of the split ops (a 1-thread executor has one tile each)
+                row["tile_bound_speedup"] = tile_bound_speedup(ex.op_times())
         log(f"  {row['arch']:8s} {row['engine']:26s} {row['precision']:15s} t={row['threads']}  median "
             f"{med:8.3f} ms  {row['fps']:8.1f} fps  spread {100 * row['spread']:5.1f} %"
             f"{' !' if row['flagged'] else ''}  (|dp|max {row['max_abs_diff_vs_torch']:.3g})")
+
+
+def tile_bound_speedup(op_times, cores=(2, 4, 8)):
+    """The best N threads can do with this frame's tiles: each op takes ceil(tiles / N) of its tile
+    time (one-tile ops stay serial), from the per-tile times measured on one thread. No wake-up or
+    memory-bandwidth cost: an upper bound, for what a 4- or 8-core board can gain."""
+    one = sum(t * us for t, us in op_times)
+    return {str(n): one / sum(-(-t // n) * us for t, us in op_times) for n in cores if one > 0}
 
 
 def start_busy(n):
@@ -299,7 +313,7 @@ def threads_table(rows, threads):
     if len(threads) < 2:
         return ""
     head = " | ".join(f"{t} thr ms" for t in threads) + " | " + " | ".join(f"x{t}/{threads[0]}" for t in threads[1:])
-    out = [f"| model | engine | precision | {head} | helpers used |", "|---" * (4 + 2 * len(threads) - 1) + "|"]
+    out = [f"| model | engine | precision | {head} | helpers used | tile bound |", "|---" * (5 + 2 * len(threads) - 1) + "|"]
     keys = []
     for r in rows:
         k = (r["arch"], r["engine"], r["precision"])
@@ -311,7 +325,9 @@ def threads_table(rows, threads):
         base = by_t.get(threads[0])
         sc = [f"{base['median_ms'] / by_t[t]['median_ms']:.2f}x" if base and t in by_t else "-" for t in threads[1:]]
         used = [f"{by_t[t]['parallel_frames_pct']:.0f} %" for t in threads[1:] if "parallel_frames_pct" in by_t.get(t, {})]
-        out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(ms + sc) + f" | {', '.join(used) or '-'} |")
+        bound = next((by_t[t]["tile_bound_speedup"] for t in threads[1:] if "tile_bound_speedup" in by_t.get(t, {})), None)
+        bound = ", ".join(f"{v:.2f}x@{n}" for n, v in bound.items()) if bound else "-"
+        out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(ms + sc) + f" | {', '.join(used) or '-'} | {bound} |")
     return "\n".join(out)
 
 

@@ -41,6 +41,7 @@ cdef extern from "frame.h":
     void hbnn_frame_destroy(hbnn_frame *f) nogil
     void hbnn_frame_get_info(const hbnn_frame *f, hbnn_frame_info *info) nogil
     void hbnn_frame_set_adaptive(hbnn_frame *f, int on) nogil
+    void hbnn_frame_op_times(const hbnn_frame *f, int64_t *tiles, double *tile_us) nogil
 
 from libc.string cimport memset
 
@@ -183,6 +184,17 @@ cdef class FrameExecutor:
         return {"threads": i.threads, "pool_threads": i.pool_threads, "ops": i.nops,
                 "parallel_ops": i.parallel_ops, "tiles": i.tiles, "frames": i.frames,
                 "parallel_frames": i.parallel_frames, "adaptive": bool(i.adaptive)}
+
+    def op_times(self):
+        """Per op, in frame order: (tiles, the calling thread's latest mean microseconds per tile)."""
+        cdef hbnn_frame_info i
+        hbnn_frame_get_info(self.f, &i)
+        tiles = np.zeros(i.nops, dtype=np.int64)
+        us = np.zeros(i.nops, dtype=np.float64)
+        cdef int64_t[::1] tv = tiles
+        cdef double[::1] uv = us
+        hbnn_frame_op_times(self.f, &tv[0], &uv[0])
+        return list(zip(tiles.tolist(), us.tolist()))
 
     def __dealloc__(self):
         if self.f != NULL:

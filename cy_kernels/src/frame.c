@@ -366,6 +366,14 @@ void hbnn_frame_get_info(const hbnn_frame *f, hbnn_frame_info *info)
     info->adaptive = f->adaptive;
 }
 
+void hbnn_frame_op_times(const hbnn_frame *f, int64_t *tiles, double *tile_us)
+{
+    for (int k = 0; k < f->nops; k++) {
+        tiles[k] = f->op_end[k] - (k ? f->op_end[k - 1] : 0);
+        tile_us[k] = f->tile_us[k];
+    }
+}
+
 void hbnn_frame_set_adaptive(hbnn_frame *f, int on)
 {
     f->adaptive = on != 0;

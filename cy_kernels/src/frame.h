@@ -77,6 +77,9 @@ typedef struct {
 } hbnn_frame_info;
 
 void hbnn_frame_get_info(const hbnn_frame *f, hbnn_frame_info *info);
+/* Per op: its tiles and the caller's latest mean time per tile (0 until it ran one); arrays of
+ * info.nops. For profiling and for predicting other core counts (benchmarks). */
+void hbnn_frame_op_times(const hbnn_frame *f, int64_t *tiles, double *tile_us);
 /* Load awareness on (default) or off (always use every thread: for measuring the raw effect). */
 void hbnn_frame_set_adaptive(hbnn_frame *f, int on);
 
