@@ -106,8 +106,9 @@ class _Plan:
         self.output = cur
         self.output_index = len(self.tensors) - 1
         # One C call per frame on a persistent thread pool (cy_kernels/src/frame.c); None: the ops
-        # one by one (per_op=True, or a step the executor does not know).
-        self.executor = None if per_op else K.frame_executor(self.ops, threads)
+        # one by one (per_op=True, or a step the executor does not know, e.g. other kernels' ops).
+        from cy_kernels import frame_executor
+        self.executor = None if per_op else frame_executor(self.ops, threads)
 
     def run(self) -> None:
         if self.executor is not None:
