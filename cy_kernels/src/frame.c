@@ -292,7 +292,8 @@ static void run_tile(void *ctx, int opi, int64_t t, int slot)
         affine_rows(s->x, s->out, u0, u1, s->n, s->scale, s->bias);
         break;
     case OP_RELU:
-        /* max(x, 0) as numpy.maximum(x, 0): NaN stays NaN, -0.0 becomes +0.0 */
+        /* max(x, 0) as numpy.maximum(x, 0): NaN stays NaN; -0.0 becomes +0.0 (numpy gives +0.0 on
+         * x86-64 and -0.0 on armv7 NEON: equal values either way) */
         for (int64_t j = u0; j < u1; j++) {
             const float v = s->x[j];
             s->out[j] = (v > 0.0f || v != v) ? v : 0.0f;
