@@ -72,9 +72,9 @@ class BuildExt(build_ext):
     def build_extensions(self):
         arch = target_arch()
         debug = os.environ.get("HBNN_DEBUG") == "1"
-        cflags = ["-std=c99", "-Wall", "-Wno-unused-function"] + arch_flags(arch)
+        cflags = ["-std=c99", "-Wall", "-Wno-unused-function", "-pthread"] + arch_flags(arch)
         cflags += ["-O0", "-g"] if debug else ["-O3"]
-        ldflags = []
+        ldflags = ["-pthread"]  # the frame executor's thread pool (src/threadpool.c)
         if os.environ.get("HBNN_SANITIZE") == "1":
             cflags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
             ldflags += ["-fsanitize=address,undefined"]
@@ -102,7 +102,8 @@ def extensions():
     }
     ext = Extension(
         "cy_kernels._xhbnn",
-        sources=["cy_kernels/_xhbnn.pyx", "cy_kernels/src/xhbnn.c"],
+        sources=["cy_kernels/_xhbnn.pyx", "cy_kernels/src/xhbnn.c", "cy_kernels/src/threadpool.c",
+                 "cy_kernels/src/frame.c"],
         include_dirs=["cy_kernels/src"],
         depends=[os.path.join("cy_kernels/src", f) for f in os.listdir(os.path.join(HERE, "cy_kernels/src"))],
     )

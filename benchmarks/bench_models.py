@@ -17,8 +17,15 @@ Peers need numpy<2, so they run in a separate venv (``--peer-python``, default `
     .venv-bench/bin/pip install "numpy<2" ai-edge-litert "tflite-runtime==2.14.0" onnxruntime tensorflow-cpu
     .venv/bin/pip install onnx          # torch.onnx.export needs it in the main venv
 
-Batch 1, one fixed input; warm-up, then up to ``--runs`` timed calls (or ``--max-seconds``);
-median and p90 of ``set_tensor + invoke + get_tensor`` (HBNN, TFLite) or ``session.run`` (ORT).
+Batch 1, one fixed input; ``set_tensor + invoke + get_tensor`` (HBNN, TFLite) or ``session.run`` (ORT).
+Rows run interleaved, in ``--rounds`` rounds: every row (engine x precision x thread count) gets a
+slice of each round (2 untimed calls, then up to ``--runs / --rounds`` timed calls or
+``--max-seconds / --rounds`` seconds), so a noisy neighbour hits every row alike. A row reports the
+median over rounds of its per-round medians, the p90 of all its calls, and the spread of its round
+medians ((max - min) / median); a spread over 20 % is flagged ("!"): its rounds disagree, treat it as
+indicative. Peers run in one persistent process per runtime (``peer_worker.py serve``).
+``--busy N`` keeps N busy-loop processes running during the rounds (the "other process on the other
+core" case); HBNN rows then also show how many frames used the helper threads.
 """
 from __future__ import annotations
 
@@ -73,21 +80,29 @@ def float_model(arch, seed):
     return model.eval()
 
 
-def timed(run, runs, max_seconds, warmup=20):
+SPREAD_FLAG = 0.20   # a row whose round medians differ by more than this (of their median) is flagged
+
+
+def timed_slice(run, calls, seconds, warmup):
     for _ in range(warmup):
         run()
     times = []
-    end = time.perf_counter() + max_seconds
-    while len(times) < runs and (len(times) < 20 or time.perf_counter() < end):
+    end = time.perf_counter() + seconds
+    while len(times) < calls and (len(times) < 3 or time.perf_counter() < end):
         t0 = time.perf_counter_ns()
         run()
         times.append((time.perf_counter_ns() - t0) / 1e6)
-    return float(np.median(times)), float(np.percentile(times, 90)), len(times)
+    return times
 
 
-def bench_hbnn(path, x, threads, runs, max_seconds):
+def hbnn_runner(path, x, threads, per_op=False, adaptive=True):
+    """A row's slice function and first output, and the executor (for how many frames were parallel).
+    ``adaptive=False``: the executor always uses every thread, even when they do not pay."""
+    import cy_kernels
     from edge.interpreter import Interpreter
-    interp = Interpreter(str(path), num_threads=threads)
+    interp = Interpreter(str(path), num_threads=threads, per_op=per_op)
+    if not adaptive and interp._plan.executor is not None:
+        interp._plan.executor = cy_kernels.frame_executor(interp._plan.ops, threads, adaptive=False)
     interp.allocate_tensors()
     i = interp.get_input_details()[0]["index"]
     o = interp.get_output_details()[0]["index"]
@@ -97,7 +112,7 @@ def bench_hbnn(path, x, threads, runs, max_seconds):
         interp.invoke()
         return interp.get_tensor(o)
     y = np.array(run()).reshape(-1)
-    return timed(run, runs, max_seconds) + (y,)
+    return (lambda calls, seconds, warmup: timed_slice(run, calls, seconds, warmup)), y, interp._plan.executor
 
 
 def peer(python, *args, timeout=900):
@@ -106,6 +121,40 @@ def peer(python, *args, timeout=900):
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+class PeerServer:
+    """One persistent ``peer_worker.py serve RUNTIME`` process holding every model of that runtime."""
+
+    def __init__(self, python, runtime):
+        self.proc = subprocess.Popen([python, str(WORKER), "serve", runtime], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"peer process ended (exit {self.proc.poll()})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(reply["error"])
+        return reply
+
+    def runner(self, model, x_path, threads):
+        r = self.ask(load=[str(model), str(x_path), int(threads)])
+
+        def run_slice(calls, seconds, warmup):
+            return self.ask(run=r["id"], calls=calls, seconds=seconds, warmup=warmup)["times"]
+        return run_slice, r["runtime"], r["output"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 def export_onnx(model, arch, out):
@@ -120,7 +169,9 @@ def export_onnx(model, arch, out):
                       opset_version=17, dynamo=False)
 
 
-def run_arch(arch, args, work, rows, log):
+def prepare_arch(arch, args, work, rows, log, servers):
+    """Build every row of one network (models, interpreters, peer models): rows get a ``slice``
+    function and their first output; nothing is timed here."""
     import torch
     from converters.export import model_to_graph
     from converters.zoo import build_model, get_arch
@@ -133,14 +184,12 @@ def run_arch(arch, args, work, rows, log):
     with torch.no_grad():
         ref = torch.softmax(fp(torch.from_numpy(x).permute(0, 3, 1, 2)), -1).numpy().reshape(-1)
 
-    def add(engine, precision, threads, med, p90, n, size, out, want=ref):
+    def add(engine, precision, threads, run_slice, size, out, want=ref, executor=None):
         # Correctness alongside speed: each engine's output against the PyTorch model it came from.
         diff = float(np.abs(np.asarray(out, np.float64) - want).max()) if out is not None else math.nan
         rows.append({"arch": arch, "engine": engine, "precision": precision, "threads": threads,
-                     "median_ms": med, "p90_ms": p90, "runs": n, "model_kib": size / 1024,
-                     "max_abs_diff_vs_torch": diff})
-        log(f"  {arch:8s} {engine:26s} {precision:15s} t={threads}  median {med:8.3f} ms  p90 {p90:8.3f} ms"
-            f"  ({n} runs, |dp|max {diff:.3g})")
+                     "model_kib": size / 1024, "max_abs_diff_vs_torch": diff, "slice": run_slice,
+                     "executor": executor, "round_ms": [], "times": []})
 
     for bw, ba in args.betas:
         model = build_model(arch, bw, ba)
@@ -151,8 +200,8 @@ def run_arch(arch, args, work, rows, log):
         with torch.no_grad():
             want = torch.softmax(model(torch.from_numpy(x).permute(0, 3, 1, 2)), -1).numpy().reshape(-1)
         for t in args.threads:
-            med, p90, n, y = bench_hbnn(path, x, t, args.runs, args.max_seconds)
-            add("hbnn (edge.Interpreter)", beta_label(bw, ba), t, med, p90, n, path.stat().st_size, y, want)
+            run_slice, y, executor = hbnn_runner(path, x, t)
+            add("hbnn (edge.Interpreter)", beta_label(bw, ba), t, run_slice, path.stat().st_size, y, want, executor)
 
     if args.no_peers:
         return
@@ -188,46 +237,139 @@ def run_arch(arch, args, work, rows, log):
             continue
         for t in args.threads:
             try:
-                r = peer(args.peer_python, "run", runtime, models[key], work / f"{arch}-x-{layout}.npy", t,
-                         args.runs, args.max_seconds)
+                if runtime not in servers:
+                    servers[runtime] = PeerServer(args.peer_python, runtime)
+                run_slice, version, out = servers[runtime].runner(models[key], work / f"{arch}-x-{layout}.npy", t)
             except Exception as exc:
                 log(f"  {runtime} {precision} t={t} failed: {exc}")
                 continue
-            add(r["runtime"] + (" (XNNPACK)" if runtime == "litert" else ""), precision, t, r["median_ms"],
-                r["p90_ms"], r["runs"], models[key].stat().st_size, r["output"])
+            add(version + (" (XNNPACK)" if runtime == "litert" else ""), precision, t, run_slice,
+                models[key].stat().st_size, out)
+
+
+def run_rounds(rows, args, log):
+    """Every row gets a slice of every round, in the same order; round medians per row."""
+    calls = max(3, -(-args.runs // args.rounds))
+    seconds = args.max_seconds / args.rounds
+    for r in range(args.rounds):
+        t0 = time.perf_counter()
+        for row in list(rows):
+            try:
+                times = row["slice"](calls, seconds, 2)
+            except Exception as exc:
+                log(f"  {row['arch']} {row['engine']} {row['precision']} t={row['threads']} dropped: {exc}")
+                rows.remove(row)
+                continue
+            row["times"] += times
+            row["round_ms"].append(float(np.median(times)))
+        log(f"  round {r + 1}/{args.rounds}: {time.perf_counter() - t0:.1f} s")
+    for row in rows:
+        rm = np.array(row.pop("round_ms"))
+        times = row.pop("times")
+        ex = row.pop("executor")
+        row.pop("slice")
+        med = float(np.median(rm))
+        row.update(median_ms=med, fps=1000.0 / med, p90_ms=float(np.percentile(times, 90)), runs=len(times),
+                   rounds=len(rm), round_min_ms=float(rm.min()), round_max_ms=float(rm.max()),
+                   spread=float((rm.max() - rm.min()) / med), flagged=bool((rm.max() - rm.min()) / med > SPREAD_FLAG))
+        if ex is not None:
+            info = ex.info()
+            row["parallel_frames_pct"] = 100.0 * info["parallel_frames"] / max(1, info["frames"])
+            if info["pool_threads"] > 1:  # per-tile times of the split ops (a 1-thread executor has one tile each)
+                row["tile_bound_speedup"] = tile_bound_speedup(ex.op_times())
+        log(f"  {row['arch']:8s} {row['engine']:26s} {row['precision']:15s} t={row['threads']}  median "
+            f"{med:8.3f} ms  {row['fps']:8.1f} fps  spread {100 * row['spread']:5.1f} %"
+            f"{' !' if row['flagged'] else ''}  (|dp|max {row['max_abs_diff_vs_torch']:.3g})")
+
+
+def tile_bound_speedup(op_times, cores=(2, 4, 8)):
+    """The best N threads can do with this frame's tiles: each op takes ceil(tiles / N) of its tile
+    time (one-tile ops stay serial), from the per-tile times measured on one thread. No wake-up or
+    memory-bandwidth cost: an upper bound, for what a 4- or 8-core board can gain."""
+    one = sum(t * us for t, us in op_times)
+    return {str(n): one / sum(-(-t // n) * us for t, us in op_times) for n in cores if one > 0}
+
+
+def start_busy(n):
+    """n processes that only burn CPU (the 'other process on the other core')."""
+    return [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(n)]
 
 
 def markdown(rows):
-    out = ["| model | engine | precision | threads | median ms | p90 ms | vs LiteRT fp32 | model KiB |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["| model | engine | precision | threads | median ms | fps | p90 ms | spread | vs LiteRT fp32 | model KiB |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         base = [b for b in rows if b["arch"] == r["arch"] and b["threads"] == r["threads"]
                 and b["engine"].startswith("ai-edge-litert") and b["precision"] == "float32"]
         speed = f"{base[0]['median_ms'] / r['median_ms']:.2f}x" if base else "-"
+        flag = " !" if r["flagged"] else ""
         out.append(f"| {r['arch']} | {r['engine']} | {r['precision']} | {r['threads']} | {r['median_ms']:.3f} | "
-                   f"{r['p90_ms']:.3f} | {speed} | {r['model_kib']:.1f} |")
+                   f"{r['fps']:.0f} | {r['p90_ms']:.3f} | {100 * r['spread']:.0f} %{flag} | {speed} | {r['model_kib']:.1f} |")
     return "\n".join(out)
 
 
+def threads_table(rows, threads):
+    """Median ms per thread count and the speed-up over the fewest threads, per engine and precision."""
+    if len(threads) < 2:
+        return ""
+    head = " | ".join(f"{t} thr ms" for t in threads) + " | " + " | ".join(f"x{t}/{threads[0]}" for t in threads[1:])
+    out = [f"| model | engine | precision | {head} | helpers used | tile bound |", "|---" * (5 + 2 * len(threads) - 1) + "|"]
+    keys = []
+    for r in rows:
+        k = (r["arch"], r["engine"], r["precision"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        by_t = {r["threads"]: r for r in rows if (r["arch"], r["engine"], r["precision"]) == k}
+        ms = [f"{by_t[t]['median_ms']:.3f}{' !' if by_t[t]['flagged'] else ''}" if t in by_t else "-" for t in threads]
+        base = by_t.get(threads[0])
+        sc = [f"{base['median_ms'] / by_t[t]['median_ms']:.2f}x" if base and t in by_t else "-" for t in threads[1:]]
+        used = [f"{by_t[t]['parallel_frames_pct']:.0f} %" for t in threads[1:] if "parallel_frames_pct" in by_t.get(t, {})]
+        bound = next((by_t[t]["tile_bound_speedup"] for t in threads[1:] if "tile_bound_speedup" in by_t.get(t, {})), None)
+        bound = ", ".join(f"{v:.2f}x@{n}" for n, v in bound.items()) if bound else "-"
+        out.append(f"| {k[0]} | {k[1]} | {k[2]} | " + " | ".join(ms + sc) + f" | {', '.join(used) or '-'} | {bound} |")
+    return "\n".join(out)
+
+
+def med(rows, arch, engine, precision, threads=1):
+    for r in rows:
+        if r["arch"] == arch and r["threads"] == threads and r["engine"].startswith(engine) and r["precision"] == precision:
+            return r["median_ms"]
+    return None
+
+
 def targets(rows):
-    def med(arch, engine, precision):
-        for r in rows:
-            if r["arch"] == arch and r["threads"] == 1 and r["engine"].startswith(engine) and r["precision"] == precision:
-                return r["median_ms"]
-        return None
     checks = []
-    lf = med("alexnet", "ai-edge-litert", "float32")
-    li = med("alexnet", "ai-edge-litert", "int8")
+    lf = med(rows, "alexnet", "ai-edge-litert", "float32")
+    li = med(rows, "alexnet", "ai-edge-litert", "int8")
     for label, need in (("beta (16,16)", 2.5), ("beta (inf,inf)", 4.0)):
-        h = med("alexnet", "hbnn", label)
+        h = med(rows, "alexnet", "hbnn", label)
         if h and lf and li:
             ok = lf / h >= need and h < li
             checks.append(f"AlexNet {label}: {lf / h:.2f}x LiteRT fp32 (target >= {need}x), "
                           f"{li / h:.2f}x LiteRT int8 (target > 1x): {'PASS' if ok else 'FAIL'}")
-    h, lf = med("lenet", "hbnn", "beta (16,2)"), med("lenet", "ai-edge-litert", "float32")
+    h, lf = med(rows, "lenet", "hbnn", "beta (16,2)"), med(rows, "lenet", "ai-edge-litert", "float32")
     if h and lf:
         checks.append(f"LeNet beta (16,2): {h:.3f} ms vs LiteRT fp32 {lf:.3f} ms (target <=): "
                       f"{'PASS' if h <= lf else 'FAIL'}")
+    # threads (issue 13): 2 threads vs 1 (idle machine: >= 1.7x; under load: no more than 10 % slower)
+    for label in ("beta (16,16)", "beta (inf,inf)"):
+        h1, h2 = med(rows, "alexnet", "hbnn", label, 1), med(rows, "alexnet", "hbnn", label, 2)
+        if h1 and h2:
+            checks.append(f"AlexNet {label} 2 threads: {h1 / h2:.2f}x 1 thread (target >= 1.7x idle, >= 0.91x "
+                          f"with a busy process): {'PASS' if h1 / h2 >= 1.7 else 'idle FAIL'}"
+                          f"{'' if h1 / h2 >= 1 / 1.1 else ', loaded FAIL'}")
+    li2 = med(rows, "alexnet", "ai-edge-litert", "int8", 2)
+    for label, need in (("beta (inf,inf)", 2.0), ("beta (16,16)", 1.0)):
+        h2 = med(rows, "alexnet", "hbnn", label, 2)
+        if h2 and li2:
+            checks.append(f"AlexNet {label} at 2 threads: {li2 / h2:.2f}x LiteRT int8 at 2 threads "
+                          f"(target {'>=' if need > 1 else '>'} {need}x): {'PASS' if li2 / h2 >= need else 'FAIL'}")
+    for r1 in [r for r in rows if r["arch"] == "lenet" and r["engine"].startswith("hbnn") and r["threads"] == 1]:
+        h2 = med(rows, "lenet", "hbnn", r1["precision"], 2)
+        if h2:
+            checks.append(f"LeNet {r1['precision']} 2 threads: {h2:.3f} vs 1 thread {r1['median_ms']:.3f} ms "
+                          f"(target: no slower): {'PASS' if h2 <= r1['median_ms'] else 'FAIL'}")
     return checks
 
 
@@ -242,21 +384,38 @@ def run(args):
     ncpu = os.cpu_count() or 1
     args.threads = sorted({ncpu if t == "all" else int(t) for t in args.threads.split(",")})
     args.betas = parse_betas(args.betas)
+    args.rounds = max(1, getattr(args, "rounds", 10))
     log = lambda s: print(s, flush=True)  # noqa: E731
     import cy_kernels
     log(f"host: {platform.machine()} {platform.processor() or ''}, {ncpu} cpus, kernels backend "
-        f"{cy_kernels.backend_name()}, python {platform.python_version()}, numpy {np.__version__}")
-    rows = []
+        f"{cy_kernels.backend_name()}, python {platform.python_version()}, numpy {np.__version__}, "
+        f"load {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    rows, servers, busy = [], {}, []
     with tempfile.TemporaryDirectory(prefix="hbnn-bench-") as tmp:
-        for arch in args.archs.split(","):
-            log(f"{arch}:")
-            run_arch(arch, args, Path(tmp), rows, log)
+        try:
+            for arch in args.archs.split(","):
+                log(f"{arch}:")
+                prepare_arch(arch, args, Path(tmp), rows, log, servers)
+            busy = start_busy(getattr(args, "busy", 0))
+            log(f"{len(rows)} rows, {args.rounds} rounds" + (f", {len(busy)} busy process(es)" if busy else ""))
+            run_rounds(rows, args, log)
+        finally:
+            for p in busy:
+                p.kill()
+                p.wait()
+            for server in servers.values():
+                server.close()
     print()
     print(markdown(rows))
+    table = threads_table(rows, args.threads)
+    if table:
+        print()
+        print(table)
     print()
     for line in targets(rows):
         print(line)
-    result = {"rows": rows, "argv": sys.argv, "cpus": ncpu, "backend": cy_kernels.backend_name()}
+    result = {"rows": rows, "argv": sys.argv, "cpus": ncpu, "backend": cy_kernels.backend_name(),
+              "rounds": args.rounds, "busy": len(busy), "loadavg_end": os.getloadavg()}
     if args.memory:
         from hbnn.bundled import BUNDLED_CLIP, BUNDLED_MODEL
         from hbnn.memory import measure_infer_memory

@@ -7,6 +7,11 @@
         input/output, calibrated on CALIB.npy) and OUT_DIR/dynamic.tflite (int8 weights only).
     peer_worker.py run RUNTIME MODEL INPUT.npy THREADS RUNS MAX_SECONDS
         RUNTIME: litert | tflite | onnxruntime. Prints one JSON line: latency stats and output.
+    peer_worker.py serve RUNTIME
+        For interleaved rounds: reads JSON commands on stdin, one per line, answers one JSON line each:
+        {"load": [MODEL, INPUT.npy, THREADS]} -> {"id": N, "runtime": ..., "output": [...]};
+        {"run": N, "calls": C, "seconds": S, "warmup": W} -> {"times": [ms, ...]} (W untimed calls
+        first, then C timed calls or fewer after S seconds, at least 3). EOF ends it.
 
 One runtime per process: LiteRT and tflite-runtime ship overlapping native libraries.
 """
@@ -167,6 +172,39 @@ def cmd_run(runtime, model, input_path, threads, runs, max_seconds):
                       "p90_ms": float(np.percentile(times, 90)), "runs": len(times), "output": y.tolist()}))
 
 
+def timed_slice(run, x, calls, seconds, warmup):
+    for _ in range(warmup):
+        run(x)
+    times = []
+    end = time.perf_counter() + seconds
+    while len(times) < calls and (len(times) < 3 or time.perf_counter() < end):
+        t0 = time.perf_counter_ns()
+        run(x)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return times
+
+
+def cmd_serve(runtime):
+    runners = []
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            if "load" in cmd:
+                model, input_path, threads = cmd["load"]
+                x = np.load(input_path).astype(np.float32)
+                run, version = make_runner(runtime, model, int(threads))
+                y = np.asarray(run(x), np.float32).reshape(-1)
+                runners.append((run, x))
+                reply = {"id": len(runners) - 1, "runtime": version, "output": y.tolist()}
+            else:
+                run, x = runners[cmd["run"]]
+                reply = {"times": timed_slice(run, x, int(cmd["calls"]), float(cmd["seconds"]),
+                                              int(cmd.get("warmup", 0)))}
+        except Exception as exc:  # reported to the driver, which carries on without this row
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(reply), flush=True)
+
+
 if __name__ == "__main__":
     cmd, rest = sys.argv[1], sys.argv[2:]
-    {"tflite": cmd_tflite, "run": cmd_run}[cmd](*rest)
+    {"tflite": cmd_tflite, "run": cmd_run, "serve": cmd_serve}[cmd](*rest)

@@ -14,7 +14,9 @@ a folded BatchNorm), ``out_scale``/``out_bias`` (per output channel), ``relu`` a
 ``out`` (a preallocated float32 result). ``cy_kernels.reference`` is the ground truth.
 
 For per-frame use, ``prepare_conv2d`` / ``prepare_linear`` validate once and return a
-callable bound to one input shape with every buffer allocated (``op(x, out)``).
+callable bound to one input shape with every buffer allocated (``op(x, out)``), and
+``frame_executor(ops, threads)`` runs a whole list of such steps as one C call per frame on
+a persistent thread pool (what ``edge.Interpreter`` does).
 """
 import os as _os
 
@@ -25,7 +27,8 @@ import os as _os
 # extension loads it: set your own value before importing cy_kernels to override.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-_API = ("PackedWeights", "available_backends", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights",
+_API = ("PackedWeights", "available_backends", "backend_name", "frame_executor", "hbnn_conv2d", "hbnn_linear",
+        "pack_weights",
         "prepare_conv2d", "prepare_linear")
 
 

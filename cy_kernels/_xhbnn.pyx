@@ -681,3 +681,6 @@ cdef _check_f32(a, str name, int ndim):
     if type(a) is not np.ndarray or a.dtype != np.float32 or not a.flags.c_contiguous or (ndim and a.ndim != ndim):
         raise ValueError(f"Expected {name} as a C-contiguous float32 array" + (f" of {ndim} dimensions" if ndim else "")
                          + f", got {getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+
+
+include "_frame.pxi"

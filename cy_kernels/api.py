@@ -198,5 +198,16 @@ def prepare_linear(w, beta_w: Beta, beta_a: Beta, batch: int, threads: int = 1, 
                            _threads(threads), in_scale, in_bias, out_scale, out_bias, bool(relu))
 
 
-__all__ = ["PackedWeights", "available_backends", "backend_name", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
+def frame_executor(ops, threads: int = 1, adaptive: bool = True):
+    """Run prepared steps (``prepare_*`` ops bound to their buffers, pooling, softmax, affine, ReLU:
+    see ``_xhbnn.FrameExecutor``) as one C call per frame on ``threads`` threads; ``.run()`` runs a
+    frame. Returns None when a step is not one the executor knows (run the ops one by one then).
+
+    ``adaptive``: when the other threads do not pay (another process holds their cores), frames
+    fall back to the calling thread alone for a while; results are the same either way.
+    """
+    return _ext.frame_executor(list(ops), _threads(threads), bool(adaptive))
+
+
+__all__ = ["PackedWeights", "available_backends", "backend_name", "frame_executor", "hbnn_conv2d", "hbnn_linear", "pack_weights", "prepare_conv2d",
            "prepare_linear"]

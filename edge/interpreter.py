@@ -41,6 +41,7 @@ def _affine_op(x, out, scale, bias) -> Callable[[], None]:
     def run():
         mul(x, scale, out=out)
         add(out, bias, out=out)
+    run.frame_step = ("affine", x, out, scale, bias)  # what the frame executor runs instead
     return run
 
 
@@ -49,6 +50,7 @@ def _relu_op(x, out) -> Callable[[], None]:
 
     def run():
         maximum(x, zero, out=out)
+    run.frame_step = ("relu", x, out)
     return run
 
 
@@ -88,7 +90,7 @@ class _Plan:
     """Buffers and bound steps for one batch size (``reference``: on the NumPy reference kernels)."""
 
     def __init__(self, model: HbnModel, weights: Dict[str, object], batch: int, threads: int,
-                 reference: bool = False):
+                 reference: bool = False, per_op: bool = False):
         if not reference:
             import cy_kernels as K
             from cy_kernels._xhbnn import BoundPool, BoundSoftmax  # C steps: one call, no ufunc chain
@@ -155,6 +157,19 @@ class _Plan:
             self.tensors.append(("output", cur))
         self.output = cur
         self.output_index = len(self.tensors) - 1
+        # One C call per frame on a persistent thread pool (cy_kernels/src/frame.c); None: the ops
+        # one by one (per_op=True, or a step the executor does not know, e.g. other kernels' ops).
+        self.executor = None
+        if not (per_op or reference):
+            from cy_kernels import frame_executor
+            self.executor = frame_executor(self.ops, threads)
+
+    def run(self) -> None:
+        if self.executor is not None:
+            self.executor.run()
+        else:
+            for op in self.ops:
+                op()
 
     def _buffer(self, name: str, shape) -> np.ndarray:
         buf = np.zeros(shape, dtype=np.float32)
@@ -172,6 +187,7 @@ def _bind(op, x, out) -> Callable[[], None]:
     def run():
         op(x, out)
     run.path = op.path  # for profiling (benchmarks/layer_times.py): "xor", "sign" or "float"
+    run.frame_step = ("layer", op, x, out)
     return run
 
 
@@ -187,16 +203,20 @@ class Interpreter:
     """Run a .hbn model; the API mirrors ``tflite_runtime.interpreter.Interpreter``.
 
     ``model_path``: a .hbn file (or an already loaded :class:`edge.format.HbnModel`).
-    ``num_threads``: passed to every kernel call as ``threads=``.
+    ``num_threads``: threads per frame. ``invoke()`` runs the whole network as one C call on a
+    persistent pool of that many threads (cy_kernels ``frame_executor``); ``per_op=True`` runs the
+    prepared layers one Python call at a time instead (for debugging and profiling), each with
+    ``threads=num_threads``. Both give the same results.
     ``reference``: run on the NumPy reference kernels instead of the compiled ones (see the module
     docstring); slow, single-threaded, the ground truth.
     Raises ModelFormatError when the model is malformed.
     """
 
     def __init__(self, model_path: Union[str, os.PathLike, HbnModel], num_threads: Optional[int] = 1, *,
-                 reference: bool = False):
+                 reference: bool = False, per_op: bool = False):
         self.num_threads = _check_threads(num_threads)
         self.reference = bool(reference)
+        self.per_op = bool(per_op)
         self.model = model_path if isinstance(model_path, HbnModel) else read_hbn(model_path)
         self._weights = self._prepare_weights()
         self._plan = self._new_plan(1)
@@ -207,7 +227,7 @@ class Interpreter:
         self._pre_a, self._pre_b = normalization(self.model.graph["input"])
 
     def _new_plan(self, batch: int) -> _Plan:
-        return _Plan(self.model, self._weights, batch, self.num_threads, self.reference)
+        return _Plan(self.model, self._weights, batch, self.num_threads, self.reference, self.per_op)
 
     def _prepare_weights(self) -> Dict[str, object]:
         """Packed layers use the file's views as is; float layers are wrapped once for the kernels.
@@ -318,8 +338,7 @@ class Interpreter:
 
     def invoke(self) -> None:
         """Run the network on the input buffer. Allocates nothing."""
-        for op in self._plan.ops:
-            op()
+        self._plan.run()
 
     def get_tensor(self, tensor_index: int) -> np.ndarray:
         """A copy of a tensor (input, any layer's output, or the output)."""
@@ -386,8 +405,7 @@ class Interpreter:
             chunk = batch[start:start + self._chunk]
             plan = self._plan_for(chunk.shape[0])
             np.copyto(plan.input, chunk)
-            for op in plan.ops:
-                op()
+            plan.run()
             result[start:start + chunk.shape[0]] = plan.output
         if not self.ends_in_softmax:
             result = softmax(result, axis=1)

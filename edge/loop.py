@@ -112,7 +112,7 @@ class InferenceLoop:
         ``latency_ms`` is capture-to-result (what the autopilot cares about): for a camera it
         includes the wait in the capture slot, for a file it is the processing time.
         """
-        x = self.pre(frame.image)
+        x = frame.tensor if getattr(frame, "tensor", None) is not None else self.pre(frame.image)  # edge.prefetch
         self.interpreter.set_tensor(self._in, x)
         self.interpreter.invoke()
         probs = _probabilities(self.interpreter.get_tensor(self._out), self._softmax)

@@ -42,8 +42,10 @@ def add_bench_models_arguments(p) -> None:
     p.add_argument("--betas", default="16,2 16,16 64,64 inf,inf 1,1",
                    help='(beta_w,beta_a) pairs; 1,1 = full precision (default: "%(default)s")')
     p.add_argument("--threads", default="1,all", help="comma list; 'all' = every core (default: %(default)s)")
-    p.add_argument("--runs", type=int, default=300, help="timed calls per configuration")
-    p.add_argument("--max-seconds", type=float, default=3.0, help="time cap per configuration")
+    p.add_argument("--runs", type=int, default=300, help="timed calls per configuration, over all rounds")
+    p.add_argument("--max-seconds", type=float, default=3.0, help="time cap per configuration, over all rounds")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds: every row gets a slice of each")
+    p.add_argument("--busy", type=int, default=0, metavar="N", help="N busy-loop processes during the rounds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--peer-python", default=os.environ.get(
         "HBNN_BENCH_PYTHON", str(REPO / ".venv-bench" / "bin" / "python")),

@@ -30,6 +30,8 @@ def add_infer(p) -> None:
     p.add_argument("--crop", choices=("center", "none"), default="center")
     p.add_argument("--quiet", action="store_true", help="no per-frame lines, status and summary only")
     p.add_argument("--status-interval", type=float, default=1.0, metavar="S")
+    p.add_argument("--prefetch", action="store_true",
+                   help="capture and preprocess the next frame on a thread while this one runs (edge.prefetch)")
     p.set_defaults(func=cmd_infer)
 
 
@@ -103,6 +105,9 @@ def cmd_infer(args) -> int:
         loop = InferenceLoop(interp, topk=args.topk, crop=args.crop)
     except InputSpecError as exc:
         raise CommandError(f"Expected a usable input spec in {args.model}, got {exc}") from exc
+    if args.prefetch:
+        from edge.prefetch import PrefetchSource
+        source = PrefetchSource(source, type(loop.pre)(interp.input_spec, crop=args.crop)).open()
     tty = sys.stderr.isatty()
 
     def on_result(result, frame):

@@ -165,11 +165,6 @@ static void hbnn_dense_tile(const hbnn_backend *be, const void *args, int64_t i0
     be->dense_gemm((const hbnn_dense_args *)args, i0, i1, j0, j1);
 }
 
-/* xor GEMM tiles: 32 rows of A (patches) x 64 rows of B (filters); consecutive tiles share the A block.
- * Sign and float GEMM tiles: 128 float rows (~0.5 MB at K = 1152, in L2) x 16 filters (one panel). */
-#define HBNN_TILE_M 32
-#define HBNN_TILE_N 64
-#define HBNN_PANEL_TILE_M 128
 
 void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads)
 {
@@ -293,6 +288,17 @@ void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const h
     }
 }
 
+/* Row ranges of the binary conv's first two phases, for the frame executor (frame.c). */
+void hbnn_conv_pack_rows(const hbnn_backend *be, const hbnn_conv_geometry *cg, int L, int64_t by0, int64_t by1)
+{
+    for (int64_t by = by0; by < by1; by++) hbnn_pack_image_row(be, cg, L, by);
+}
+
+void hbnn_conv_im2col_rows(const hbnn_conv_geometry *cg, const hbnn_xor_args *g, int64_t by0, int64_t by1)
+{
+    for (int64_t by = by0; by < by1; by++) hbnn_im2col_bits_row(cg, g, by);
+}
+
 typedef struct {
     const float *x;
     int64_t batch, h, w, c, kh, kw, stride, pad, oh, ow, row_len;
@@ -407,6 +413,16 @@ void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int6
         for (int64_t by = 0; by < batch * oh; by++) hbnn_im2col_float_row(&job, by);
     }
     free(xa);
+}
+
+/* Output image rows [by0, by1) of hbnn_im2col_float without an affine (the frame executor applies
+ * it once beforehand, as hbnn_im2col_float does). */
+void hbnn_im2col_float_rows(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t kh,
+                            int64_t kw, int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst,
+                            int64_t row_len, int64_t by0, int64_t by1)
+{
+    hbnn_im2col_job job = {x, batch, h, w, c, kh, kw, stride, pad, oh, ow, row_len, NULL, NULL, dst};
+    for (int64_t by = by0; by < by1; by++) hbnn_im2col_float_row(&job, by);
 }
 
 /* One row: scale * sign per segment. `tmp` holds the row after the affine (NULL: no affine). */

@@ -93,6 +93,13 @@ typedef struct {
 
 #define HBNN_PANEL 16
 
+/* GEMM tiles (fixed, so results never depend on the thread count). xor: 32 rows of A (patches) x 64
+ * rows of B (filters); consecutive tiles share the A block. Sign and float: 128 float rows (~0.5 MB
+ * at K = 1152, in L2) x 16 filters (one panel). */
+#define HBNN_TILE_M 32
+#define HBNN_TILE_N 64
+#define HBNN_PANEL_TILE_M 128
+
 /* One backend = these functions.
  * xor_gemm / sign_gemm compute the output tile rows [i0, i1) x columns [j0, j1); `scratch` is a
  * 32-byte aligned per-thread buffer of hbnn_sign_scratch_floats(args) = 16 * (kpad + nseg) + 16 floats
@@ -158,6 +165,13 @@ void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int6
                        const float *in_scale, const float *in_bias, int64_t kh, int64_t kw,
                        int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst, int64_t row_len,
                        int threads);
+/* Row ranges of the phases above, for the frame executor (frame.c): packed image rows [by0, by1) of
+ * the B*H input rows, im2col rows of output image rows [by0, by1) of B*OH, float im2col likewise. */
+void hbnn_conv_pack_rows(const hbnn_backend *be, const hbnn_conv_geometry *cg, int L, int64_t by0, int64_t by1);
+void hbnn_conv_im2col_rows(const hbnn_conv_geometry *cg, const hbnn_xor_args *g, int64_t by0, int64_t by1);
+void hbnn_im2col_float_rows(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t kh,
+                            int64_t kw, int64_t stride, int64_t pad, int64_t oh, int64_t ow, float *dst,
+                            int64_t row_len, int64_t by0, int64_t by1);
 /* Hadamard binarization to floats (scale * sign), rows of n, segment length seg. */
 void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *in_scale,
                          const float *in_bias, int64_t seg, float *out);

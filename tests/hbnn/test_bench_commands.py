@@ -12,16 +12,22 @@ from hbnn.cli import main
 def test_bench_models_hbnn_rows_match_pytorch(tmp_path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "rows.json"
-    rc = main(["bench", "models", "--archs", "lenet", "--betas", "16,2 1,1", "--threads", "1",
-               "--runs", "3", "--max-seconds", "0", "--no-peers", "--json", str(out)])
+    rc = main(["bench", "models", "--archs", "lenet", "--betas", "16,2 1,1", "--threads", "1,2",
+               "--runs", "3", "--max-seconds", "0", "--rounds", "2", "--no-peers", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["precision"] for r in rows] == ["beta (16,2)", "full precision"]
+    assert [(r["precision"], r["threads"]) for r in rows] == [
+        ("beta (16,2)", 1), ("beta (16,2)", 2), ("full precision", 1), ("full precision", 2)]
+    rows = [r for r in rows if r["threads"] == 1]
     for r in rows:
-        assert r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"] and r["model_kib"] > 0
+        assert r["median_ms"] > 0 and r["model_kib"] > 0 and r["rounds"] == 2 and r["runs"] == 6
+        assert r["round_min_ms"] <= r["median_ms"] <= r["round_max_ms"] and r["fps"] > 0
+        assert r["flagged"] == (r["spread"] > 0.2)
         assert r["max_abs_diff_vs_torch"] < 1e-4  # the runtime computes what the PyTorch model computes
     assert rows[0]["model_kib"] < rows[1]["model_kib"] / 4  # packed bits vs float32
-    assert "| lenet | hbnn (edge.Interpreter) | beta (16,2) | 1 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| lenet | hbnn (edge.Interpreter) | beta (16,2) | 1 |" in printed
+    assert "| model | engine | precision | 1 thr ms | 2 thr ms | x2/1 |" in printed  # the threads table
 
 
 @pytest.mark.no_emulation
