@@ -159,6 +159,12 @@ ensure_sysroot() {
     for deb in "$APT_DIR"/cache/archives/*.deb; do
         dpkg-deb -x "$deb" "$SYSROOT"
     done
+    # Merged /usr (trixie ships everything under usr/; the /lib -> usr/lib links come from the
+    # bootstrap, not from a package): the ELF interpreter is looked up as /lib/ld-linux-*.
+    local dir
+    for dir in bin sbin lib; do
+        [ -e "$SYSROOT/$dir" ] || ln -s "usr/$dir" "$SYSROOT/$dir"
+    done
     # Absolute links (libpthread.so -> /lib/<triplet>/libpthread.so.0, ...) would point into the
     # build machine: make them relative, so the linker finds the .so and not the static archive.
     local link target
