@@ -7,6 +7,8 @@ Environment switches:
     HBNN_OPENMP=0     build without OpenMP even when the compiler has it
     HBNN_DEBUG=1      Cython bounds checks on, -O0 -g (for sanitizers and debugging)
     HBNN_SANITIZE=1   add -fsanitize=address,undefined
+    HBNN_LIMITED_API=3.11  build against CPython's Limited API: one cp311-abi3 wheel for 3.11 and later
+                      (scripts/cross-build; typed memoryviews need 3.11's buffer protocol)
 """
 import os
 import platform
@@ -89,6 +91,21 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+def limited_api():
+    """(macro value, wheel tag) for HBNN_LIMITED_API=3.X, or None for a version-specific build."""
+    wanted = os.environ.get("HBNN_LIMITED_API")
+    if not wanted:
+        return None
+    try:
+        major, minor = (int(part) for part in wanted.split("."))
+    except ValueError:
+        sys.exit(f"Expected HBNN_LIMITED_API like 3.11, got {wanted!r}")
+    if (major, minor) < (3, 11):
+        sys.exit(f"Expected HBNN_LIMITED_API of 3.11 or later (typed memoryviews need the buffer protocol "
+                 f"of the 3.11 Limited API), got {wanted}")
+    return f"0x{major:02X}{minor:02X}0000", f"cp{major}{minor}"
+
+
 def extensions():
     from Cython.Build import cythonize
 
@@ -107,7 +124,11 @@ def extensions():
         include_dirs=["cy_kernels/src"],
         depends=[os.path.join("cy_kernels/src", f) for f in os.listdir(os.path.join(HERE, "cy_kernels/src"))],
     )
+    if limited_api():
+        ext.define_macros.append(("Py_LIMITED_API", limited_api()[0]))  # Cython follows this macro
+        ext.py_limited_api = True  # file name _xhbnn.abi3.so
     return cythonize([ext], compiler_directives=directives)
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt},
+      options={"bdist_wheel": {"py_limited_api": limited_api()[1]}} if limited_api() else {})
