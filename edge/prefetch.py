@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .preprocess import FrameError
+from .errors import BadFrameError
 from .sources import Frame, FrameSource
 
 
@@ -33,7 +33,7 @@ class PrefetchSource(FrameSource):
     ``prepare`` must be this wrapper's own (a ``Preprocessor`` reuses its output buffer; the wrapper
     copies each result, so a frame's tensor stays valid while the next one is prepared). A frame
     ``prepare`` rejects is passed on without a tensor: the loop's own preprocessor then raises the
-    same FrameError where the loop counts bad frames. A source error is re-raised by ``read()``.
+    same BadFrameError where the loop counts bad frames. A source error is re-raised by ``read()``.
     """
 
     def __init__(self, source: FrameSource, prepare: Callable[[np.ndarray], np.ndarray]):
@@ -77,7 +77,7 @@ class PrefetchSource(FrameSource):
     def _prepared(self, frame: Frame) -> PreparedFrame:
         try:
             tensor = np.array(self.prepare(frame.image), dtype=np.float32, copy=True)
-        except FrameError:
+        except BadFrameError:
             tensor = None
         return PreparedFrame(frame.image, frame.index, frame.timestamp_us, frame.label, tensor)
 

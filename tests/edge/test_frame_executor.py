@@ -18,7 +18,7 @@ from edge import Interpreter
 from edge.format import write_hbn
 from edge.reference_model import reference_forward
 
-MODELS = os.path.join(os.path.dirname(__file__), "..", "..", "models")
+MODELS = os.path.join(os.path.dirname(__file__), "..", "..", "hbnn", "models")
 
 # The bench networks (converters.zoo, without torch): (name, out channels, kernel, padding) convs,
 # ("pool", k), ("flatten",), ("fc", name, outputs). As exported: the first and last layers full

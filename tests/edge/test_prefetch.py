@@ -12,7 +12,7 @@ from edge.prefetch import PrefetchSource
 from edge.preprocess import Preprocessor
 from edge.sources import FrameSource, NpzSource, SyntheticSource
 
-MODELS = os.path.join(os.path.dirname(__file__), "..", "..", "models")
+MODELS = os.path.join(os.path.dirname(__file__), "..", "..", "hbnn", "models")
 BUNDLED = os.path.join(MODELS, "lenet-fmnist-bw16-ba2.hbn")
 CLIP = os.path.join(MODELS, "fmnist-test-clip.npz")
 
