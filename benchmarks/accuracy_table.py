@@ -4,6 +4,7 @@
     python benchmarks/accuracy_table.py run --rows FP,HadaNet(16,2) --seeds 0 --until 10:50
     python benchmarks/accuracy_table.py render                       # table from the records only
     python benchmarks/accuracy_table.py agree CKPT MODEL.hbn         # one model: runtime vs PyTorch
+    python benchmarks/accuracy_table.py readme                       # README's model sentence, from its metadata
 
 Each (row, seed) run trains with the code behind ``hbnn train`` (last 5,000 training images
 held out for validation), keeps the best-validation epoch (``OUT/best``), converts it with the
@@ -214,6 +215,50 @@ def render(args) -> None:
     print(f"rendered the table into {os.path.relpath(args.doc, ROOT)}", flush=True)
 
 
+README_START, README_END = "<!-- bundled-model:start -->", "<!-- bundled-model:end -->"
+BUNDLED = os.path.join(ROOT, "models", "lenet-fmnist-bw16-ba2.hbn")
+
+
+def bundled_model_sentence(path: str = BUNDLED) -> str:
+    """README's sentence about the bundled model, every figure read from the model file itself.
+
+    The accuracy is the test top-1 stored in the file's metadata (``training.test_acc`` of the
+    checkpoint it came from, or ``evaluation.test_top1_runtime`` written when a table model is
+    bundled); the ratio is float32 weights + biases of its conv/dense layers over the file size.
+    """
+    from edge.format import read_hbn
+
+    model = read_hbn(path)
+    meta = model.metadata or {}
+    acc = (meta.get("evaluation") or {}).get("test_top1_runtime", (meta.get("training") or {}).get("test_acc"))
+    if acc is None:
+        raise SystemExit(f"accuracy_table.py: error: Expected a test accuracy in the metadata of {path}, got "
+                         f"{sorted(meta)}")
+    float_bytes = 0
+    for layer in model.graph["layers"]:
+        if layer["type"] in ("conv2d", "dense"):
+            n = 1
+            for d in layer["weight_shape"]:
+                n *= d
+            float_bytes += 4 * (n + (layer["weight_shape"][0] if layer["bias"] is not None else 0))
+    rel = os.path.relpath(path, ROOT)
+    return (f"The bundled model `{rel}` (Fashion-MNIST, {100 * acc:.2f} % top-1 on the 10,000 test images, "
+            f"{float_bytes / model.file_bytes:.1f}x smaller than float32) runs in `make demo`.")
+
+
+def write_readme(readme: str, sentence: str) -> None:
+    text = open(readme, encoding="utf-8").read()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"accuracy_table.py: error: Expected the markers {README_START} ... {README_END} in "
+                         f"{readme}, got none")
+    text = text[:text.index(README_START) + len(README_START)] + "\n" + sentence + "\n" + text[text.index(README_END):]
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    atomic_write(readme, write)
+
+
 def cmd_agree(argv) -> int:
     p = argparse.ArgumentParser(prog="accuracy_table.py agree")
     p.add_argument("checkpoint")
@@ -256,7 +301,9 @@ def main(argv: Optional[list] = None) -> int:
     if argv[:1] == ["agree"]:
         return cmd_agree(argv[1:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("action", nargs="?", choices=["run", "render"], default="run")
+    p.add_argument("action", nargs="?", choices=["run", "render", "readme"], default="run",
+                   help="run: train what has no record, then render; render: the table only; "
+                        "readme: README's bundled-model sentence from the model's metadata")
     p.add_argument("--rows", default=None, help='comma-separated row labels, e.g. "FP,HadaNet(16,2)" (default: all)')
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
     p.add_argument("--until", default=None, metavar="HH:MM", help="start no new run after this UTC time")
@@ -268,6 +315,10 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--doc", default=os.path.join(ROOT, "docs", "ACCURACY.md"))
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.action == "readme":
+        write_readme(os.path.join(ROOT, "README.md"), bundled_model_sentence())
+        print("rewrote the bundled-model sentence in README.md")
+        return 0
     if args.action == "run":
         seeds = [int(s) for s in args.seeds.split(",")]
         for row, seed in plan(parse_rows(args.rows), seeds):

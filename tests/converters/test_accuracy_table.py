@@ -110,3 +110,12 @@ def test_runner_distils_resumes_and_skips_finished_records(fake_fmnist, tmp_path
         raise AssertionError("a finished record must be skipped")
     monkeypatch.setattr(t, "train_row", no_training)
     assert t.main(argv) == 0
+
+
+def test_readme_quotes_the_bundled_model_from_its_own_metadata():
+    t = _table_module()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quoted = readme[readme.index(t.README_START) + len(t.README_START):readme.index(t.README_END)].strip()
+    # Stale after a model change: `python benchmarks/accuracy_table.py readme` rewrites it.
+    assert quoted == t.bundled_model_sentence()
+    assert "91.09 %" in quoted and "8.8x" in quoted
