@@ -80,24 +80,29 @@ def draw(ax, pts: List[dict], bench: dict, title: str) -> None:
     for p in pts:
         area = 40 + 400 * p["bytes"] / 1_727_096  # float LeNet file = the largest marker
         ax.errorbar(p["ms"], p["acc"], yerr=p["sd"], fmt="none", ecolor="0.5", capsize=3, zorder=1)
-        ax.scatter([p["ms"]], [p["acc"]], s=area, alpha=0.75, zorder=2,
-                   label=f"{p['label']} ({p['bytes'] / 1024:.0f} KiB)")
-        ax.annotate(f"{p['label']}\nn={p['n']}", (p["ms"], p["acc"]), textcoords="offset points",
-                    xytext=(6, 4), fontsize=7)
+        ax.scatter([p["ms"]], [p["acc"]], s=area, alpha=0.75, zorder=2)
+        ax.annotate(f"{p['label']}\n{p['bytes'] / 1024:.0f} KiB, n={p['n']}", (p["ms"], p["acc"]),
+                    textcoords="offset points", xytext=(7, 5), fontsize=7)
     lf = latency(bench, "ai-edge-litert", "float32")
     if lf is not None and fp is not None:
-        ax.scatter([lf], [fp["acc"]], marker="s", s=60, color="black", zorder=3,
-                   label="LiteRT fp32 (the FP row's network)")
-        ax.annotate(f"LiteRT fp32\nn={fp['n']}", (lf, fp["acc"]), textcoords="offset points", xytext=(6, -16),
+        ax.scatter([lf], [fp["acc"]], marker="s", s=50, color="black", zorder=3,
+                   label="LiteRT fp32 (XNNPACK), the FP row's network")
+        ax.annotate(f"LiteRT fp32\nn={fp['n']}", (lf, fp["acc"]), textcoords="offset points", xytext=(7, -18),
                     fontsize=7)
     li = latency(bench, "ai-edge-litert", "int8")
     if li is not None:
-        ax.axvline(li, color="black", linestyle="--", linewidth=1, label="LiteRT int8 latency (accuracy not measured)")
-    ax.set_xscale("log")
-    ax.set_xlabel("batch-1 latency, ms (log scale; left is faster)")
-    ax.set_ylabel("test top-1 through the runtime, %")
+        ax.axvline(li, color="black", linestyle="--", linewidth=1,
+                   label="LiteRT int8 (XNNPACK) latency; its accuracy is not measured")
+    xs = [p["ms"] for p in pts] + [x for x in (lf, li) if x is not None]
+    if xs:
+        ax.set_xlim(0, max(xs) * 1.25)
+    ax.set_xlabel("batch-1 median latency, ms (left is faster)")
+    ax.set_ylabel("test top-1 through the runtime, % (mean over seeds)")
+    ax.margins(y=0.12)
     ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
 
 
 def plot(records: List[dict], bench: dict, out: str, arm: Optional[dict] = None) -> List[str]:
@@ -109,11 +114,10 @@ def plot(records: List[dict], bench: dict, out: str, arm: Optional[dict] = None)
         arm_pts, arm_skipped = points(records, arm)
         panels.append((arm, arm_pts, "emulated Cortex-A72 estimate, 1 thread"))
         skipped += [f"A72 panel: {s}" for s in arm_skipped if "no records" not in s]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.8), squeeze=False)
     for ax, (b, p, title) in zip(axes[0], panels):
         draw(ax, p, b, f"LeNet on Fashion-MNIST: accuracy vs latency, {title}\n"
                        f"marker area = .hbn file size; bars = seed spread; n = seeds")
-    axes[0][0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
