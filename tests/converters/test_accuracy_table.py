@@ -119,3 +119,18 @@ def test_readme_quotes_the_bundled_model_from_its_own_metadata():
     # Stale after a model change: `python benchmarks/accuracy_table.py readme` rewrites it.
     assert quoted == t.bundled_model_sentence()
     assert "91.09 %" in quoted and "8.8x" in quoted
+
+
+def test_recipe_compare_shows_paired_validation_epochs(fake_fmnist, tmp_path):
+    pytest.importorskip("torch")
+    spec = importlib.util.spec_from_file_location("recipe_compare", ROOT / "benchmarks" / "recipe_compare.py")
+    rc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rc)
+    d, _ = fake_fmnist
+    with pytest.raises(SystemExit, match="Expected --teacher"):
+        rc.main(["run", "--only", "xnor-kd", "--epochs", "1", "--data", str(d), "--work", str(tmp_path)])
+    (tmp_path / "h16-2-base-s0").mkdir()
+    (tmp_path / "h16-2-base-s0" / "config.json").write_text(json.dumps(
+        {"epochs": 10, "history": [{"val_acc": 0.85, "seconds": 20.0}, {"val_acc": 0.8612, "seconds": 22.0}]}))
+    table = rc.show(type("A", (), {"work": str(tmp_path), "seed": 0})())
+    assert "| h16-2-base | 10 | 85.00 | 86.12 | 21 |" in table
