@@ -139,7 +139,11 @@ def main(argv: Optional[list] = None) -> int:
                 return json.load(f)
         except (OSError, ValueError) as exc:
             raise SystemExit(f"plot_accuracy.py: error: Expected a bench JSON file at {path}, got {exc}") from None
-    skipped = plot(load_records(args.results), read(args.bench), args.out, read(args.arm) if args.arm else None)
+    records = load_records(args.results)
+    if not records:
+        raise SystemExit(f"plot_accuracy.py: error: Expected at least one accuracy record in {args.results}, got none "
+                         f"(python benchmarks/accuracy_table.py run)")
+    skipped = plot(records, read(args.bench), args.out, read(args.arm) if args.arm else None)
     for line in skipped:
         print(f"left out: {line}")
     print(f"wrote {args.out}")

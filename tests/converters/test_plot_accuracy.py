@@ -50,3 +50,14 @@ def test_chart_writes_a_png_with_an_arm_panel(tmp_path):
     assert plot_accuracy.main(["--bench", str(bench), "--arm", str(bench), "--results", str(results),
                                "-o", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_no_records_is_a_clear_error_not_an_empty_chart(tmp_path):
+    pytest.importorskip("matplotlib")
+    import plot_accuracy
+
+    bench = tmp_path / "bench.json"
+    bench.write_text('{"rows": []}')
+    with pytest.raises(SystemExit, match="Expected at least one accuracy record"):
+        plot_accuracy.main(["--bench", str(bench), "--results", str(tmp_path / "none"), "-o", str(tmp_path / "x.png")])
+    assert not (tmp_path / "x.png").exists()
