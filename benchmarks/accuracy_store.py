@@ -151,7 +151,7 @@ def render_table(records: List[dict], command: str) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in ROWS:
         if row.label not in s:
-            lines.append(f"| {row.label} | {row.betas} | 0 | not run yet | | | | | | | | |")
+            lines.append(f"| {row.label} | {row.betas} | 0 | no finished run yet | | | | | | | | |")
             continue
         r = s[row.label]
         lines.append(

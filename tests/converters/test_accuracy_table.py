@@ -38,7 +38,7 @@ def test_records_round_trip_and_render_mean_spread_and_missing_rows(tmp_path):
     assert "| 2 | 92.50 +- 0.71 % | **91.50 +- 0.71 %**" in lines["| FP"]   # mean +- sample std of 2 seeds
     assert "| 1 | 90.00 % | **89.00 %**" in lines["| XNOR-Net"]          # one seed: no spread
     assert "KD a=0.9 T=4" in lines["| XNOR-Net"] and "| 12 |" in lines["| XNOR-Net"]
-    assert "not run yet" in lines["| HadaNet(16,2)"]
+    assert "no finished run yet" in lines["| HadaNet(16,2)"]
     assert "--epochs" not in table  # every row states its own recipe
     assert table.startswith(store.START) and table.endswith(store.END)
 
