@@ -30,6 +30,11 @@ FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 
+# The validation split: the last VAL_SIZE of the 60,000 training images (about 500 per class).
+# Recipes, epochs and checkpoints are chosen on it; training never sees it; the test set is
+# evaluated once per finished model.
+VAL_SIZE = 5000
+
 _IDX_UBYTE = 0x08
 _MAX_ITEMS = 10_000_000  # a lying header must not cause a huge allocation
 
@@ -90,3 +95,16 @@ def normalize(images: np.ndarray) -> np.ndarray:
     """uint8 (N, 28, 28) -> float32 NHWC (N, 28, 28, 1), the model's input convention."""
     x = images.astype(np.float32) * np.float32(1 / 255)
     return ((x - np.float32(MEAN)) / np.float32(STD))[..., None]
+
+
+def split_train_val(images: np.ndarray, labels: np.ndarray, val_size: int = VAL_SIZE):
+    """(train images, train labels, val images, val labels): the last ``val_size`` become validation.
+
+    A fixed slice, not a random draw, so every run, seed and session uses the same split.
+    ``val_size=0`` gives everything to training and empty validation arrays.
+    """
+    if not 0 <= val_size < len(images):
+        raise DatasetError(f"Expected a validation size in [0, {len(images)}) for {len(images)} training images, "
+                           f"got {val_size}")
+    cut = len(images) - val_size
+    return images[:cut], labels[:cut], images[cut:], labels[cut:]

@@ -207,8 +207,9 @@ def convert(path: str, out: str, arch: Optional[str] = None, beta_w=_UNSET, beta
                     "betas": {k: list(v) for k, v in model.betas.items()}}
         train_info = getattr(model, "train_config", None)
         if train_info:
-            metadata["training"] = {k: train_info.get(k) for k in ("seed", "epoch", "batch_size", "lr",
-                                                                     "augment", "test_acc") if k in train_info}
+            keys = ("seed", "epoch", "batch_size", "lr", "augment", "test_acc",  # test_acc: older checkpoints
+                    "val_size", "best_epoch", "best_val_acc", "warmup_epochs", "kd")
+            metadata["training"] = {k: train_info.get(k) for k in keys if k in train_info}
     write_model(out, graph, tensors, metadata)
     size = os.path.getsize(out)
     baseline = float32_bytes(graph, tensors)

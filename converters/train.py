@@ -1,4 +1,12 @@
-"""Train a zoo HadaNet on Fashion-MNIST (Adam, cosine learning rate, seeded, resumable).
+"""Train a zoo HadaNet on Fashion-MNIST (Adam, warm-up + cosine learning rate, seeded, resumable).
+
+Validation: the last ``val_size`` training images (``data.VAL_SIZE``) are held out; each
+epoch is scored on them and the best-scoring epoch is saved to ``OUT/best`` next to the
+last one in ``OUT``. The test set is never read here.
+
+Distillation: with ``teacher`` (a float checkpoint) the loss is
+``kd_alpha * T^2 * KL(teacher_T || student_T) + (1 - kd_alpha) * cross-entropy``,
+both networks seeing the same augmented batch.
 
 Determinism: the weights are initialised from ``seed`` and every epoch shuffles
 with its own generator seeded from (seed, epoch), so a run resumed at an epoch
@@ -21,12 +29,13 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from . import checkpoint as ckpt
-from .data import DEFAULT_DATA_DIR, MEAN, STD, load_fashion_mnist, normalize
+from .data import DEFAULT_DATA_DIR, MEAN, STD, VAL_SIZE, load_fashion_mnist, normalize, split_train_val
 from .errors import ConfigError
 from .zoo import build_model, get_arch
 
 
 AUGMENTS = ("none", "flip", "flip-shift")
+BEST = "best"  # sub-directory holding the best-validation checkpoint
 
 
 @dataclass
@@ -47,6 +56,11 @@ class TrainOptions:
     device: Optional[str] = None      # None: cuda when available, else cpu
     progress: bool = True
     augment: str = "flip"             # "none" | "flip" (random horizontal flips) | "flip-shift" (+/-2 px)
+    val_size: int = VAL_SIZE          # last N training images held out for validation; 0: train on all
+    warmup_epochs: float = 0.0        # linear learning-rate warm-up before the cosine decay
+    teacher: Optional[str] = None     # float checkpoint to distil from
+    kd_alpha: float = 0.9             # weight of the distillation term (1 - kd_alpha on cross-entropy)
+    kd_temperature: float = 4.0
 
     def validate(self) -> None:
         get_arch(self.arch)
@@ -62,6 +76,14 @@ class TrainOptions:
             raise ConfigError(f"Expected --augment in {AUGMENTS}, got {self.augment!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"Expected --limit >= 1, got {self.limit}")
+        if self.val_size < 0:
+            raise ConfigError(f"Expected --val-size >= 0, got {self.val_size}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"Expected 0 <= --warmup-epochs < --epochs ({self.epochs}), got {self.warmup_epochs}")
+        if not 0 <= self.kd_alpha <= 1:
+            raise ConfigError(f"Expected --kd-alpha in [0, 1], got {self.kd_alpha}")
+        if not self.kd_temperature > 0:
+            raise ConfigError(f"Expected --kd-temperature > 0, got {self.kd_temperature}")
 
 
 def _dist_info() -> Tuple[int, int, int]:
@@ -69,8 +91,41 @@ def _dist_info() -> Tuple[int, int, int]:
     return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def cosine_lr(base: float, step: int, total: int) -> float:
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``: a pure function of the step."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, total - warmup) / max(total - warmup, 1)))
+
+
+def kd_loss(student_logits, teacher_logits, labels, alpha: float, temperature: float):
+    """Hinton distillation: alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y).
+
+    The T^2 keeps the soft term's gradient scale independent of T.
+    """
+    import torch.nn.functional as F
+
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True)
+    return alpha * t * t * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+def load_teacher(path: str, device):
+    """The teacher network (eval mode, no gradients) and its identity (SHA-256 of its weights file)."""
+    import hashlib
+
+    from .export import load_model
+
+    model = load_model(path)
+    if get_arch(model.arch)["input"] != (28, 28, 1):
+        raise ConfigError(f"Expected a teacher with 28x28x1 input, got {model.arch}")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    weights = os.path.join(path, ckpt.MODEL) if os.path.isdir(path) else path
+    with open(weights, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    return model.to(device).eval(), digest
 
 
 def to_nchw(images: np.ndarray):
@@ -111,12 +166,19 @@ def evaluate(model, x, y, batch_size: int = 1000) -> Tuple[float, "np.ndarray"]:
     return float((p == y.cpu()).float().mean()), p.numpy()
 
 
-def _resume_state(opts: TrainOptions, model, optimizer) -> Tuple[int, list]:
+def _kd_config(opts: TrainOptions, teacher_sha: Optional[str]) -> Optional[dict]:
+    if not opts.teacher:
+        return None
+    return {"teacher_sha256": teacher_sha, "alpha": opts.kd_alpha, "temperature": opts.kd_temperature}
+
+
+def _resume_state(opts: TrainOptions, model, optimizer, teacher_sha: Optional[str]) -> Tuple[int, list]:
     config, state = ckpt.load_checkpoint(opts.out)
     # Everything that shapes the run must match; only --epochs may change (it stretches the schedule).
     world = _dist_info()[0]
     mine = {"arch": opts.arch, "betas": {k: list(v) for k, v in model.betas.items()}, "seed": opts.seed,
-            "batch_size": opts.batch_size * world, "lr": opts.lr, "augment": opts.augment, "limit": opts.limit}
+            "batch_size": opts.batch_size * world, "lr": opts.lr, "augment": opts.augment, "limit": opts.limit,
+            "val_size": opts.val_size, "warmup_epochs": opts.warmup_epochs, "kd": _kd_config(opts, teacher_sha)}
     theirs = {k: config.get(k) for k in mine}
     if mine != theirs:
         diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
@@ -153,13 +215,14 @@ def train(opts: TrainOptions) -> dict:
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
-    train_img, train_lbl = load_fashion_mnist(opts.data_dir, "train")
-    test_img, test_lbl = load_fashion_mnist(opts.data_dir, "test")
+    train_img, train_lbl, val_img, val_lbl = split_train_val(*load_fashion_mnist(opts.data_dir, "train"),
+                                                             val_size=opts.val_size)
     if opts.limit:
         train_img, train_lbl = train_img[:opts.limit], train_lbl[:opts.limit]
-        test_img, test_lbl = test_img[:opts.limit], test_lbl[:opts.limit]
+        val_img, val_lbl = val_img[:opts.limit], val_lbl[:opts.limit]
     x_train, y_train = to_nchw(train_img).to(device), torch.from_numpy(train_lbl.astype(np.int64)).to(device)
-    x_test, y_test = to_nchw(test_img).to(device), torch.from_numpy(test_lbl.astype(np.int64)).to(device)
+    x_val, y_val = to_nchw(val_img).to(device), torch.from_numpy(val_lbl.astype(np.int64)).to(device)
+    teacher, teacher_sha = load_teacher(opts.teacher, device) if opts.teacher else (None, None)
 
     torch.manual_seed(opts.seed)
     model = build_model(opts.arch, opts.beta_w, opts.beta_a, opts.layer_betas).to(device)
@@ -167,7 +230,7 @@ def train(opts: TrainOptions) -> dict:
     start_epoch, history = 0, []
     has_ckpt = os.path.exists(os.path.join(opts.out, ckpt.CONFIG))
     if opts.resume and has_ckpt:
-        start_epoch, history = _resume_state(opts, model, optimizer)
+        start_epoch, history = _resume_state(opts, model, optimizer, teacher_sha)
     elif has_ckpt:
         raise ConfigError(f"Expected -o to name a new directory, got {opts.out} which holds a checkpoint "
                           f"(pass --resume to continue it)")
@@ -180,13 +243,17 @@ def train(opts: TrainOptions) -> dict:
     per_rank = -(-n // world)  # ceil: every rank runs the same number of steps (DDP needs that)
     steps_per_epoch = -(-per_rank // opts.batch_size)
     total_steps = steps_per_epoch * opts.epochs
+    warmup_steps = round(opts.warmup_epochs * steps_per_epoch)
     config = {"arch": opts.arch, "betas": {k: list(v) for k, v in model.betas.items()},
               "beta_w": opts.beta_w, "beta_a": opts.beta_a, "seed": opts.seed, "epochs": opts.epochs,
-              "batch_size": opts.batch_size * world, "lr": opts.lr, "optimizer": "adam",
-              "schedule": "cosine-per-step", "augment": opts.augment, "world_size": world, "limit": opts.limit,
+              "batch_size": opts.batch_size * world, "lr": opts.lr, "optimizer": "adam", "weight_decay": 0,
+              "schedule": "warmup-cosine-per-step" if warmup_steps else "cosine-per-step",
+              "warmup_epochs": opts.warmup_epochs, "augment": opts.augment, "world_size": world,
+              "limit": opts.limit, "val_size": opts.val_size, "train_images": n,
+              "kd": _kd_config(opts, teacher_sha), "teacher": opts.teacher,
               "data_mean": [MEAN], "data_std": [STD], "epoch": start_epoch, "history": history}
     if history:  # resumed: report the last finished epoch even if nothing is left to run
-        config["test_acc"] = history[-1]["test_acc"]
+        config.update(_best(history))
     show = opts.progress and rank == 0
     tqdm = _tqdm() if show else None
     for epoch in range(start_epoch, opts.epochs):
@@ -206,9 +273,15 @@ def train(opts: TrainOptions) -> dict:
             if idx.numel() == 0:
                 continue
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(opts.lr, epoch * steps_per_epoch + b, total_steps)
-            logits = net(augment(x_train[idx], opts.augment, gen))
-            loss = F.cross_entropy(logits, y_train[idx])
+                group["lr"] = cosine_lr(opts.lr, epoch * steps_per_epoch + b, total_steps, warmup_steps)
+            x = augment(x_train[idx], opts.augment, gen)
+            logits = net(x)
+            if teacher is None:
+                loss = F.cross_entropy(logits, y_train[idx])
+            else:
+                with torch.no_grad():
+                    teacher_logits = teacher(x)
+                loss = kd_loss(logits, teacher_logits, y_train[idx], opts.kd_alpha, opts.kd_temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -221,15 +294,17 @@ def train(opts: TrainOptions) -> dict:
         if bar is not None:
             bar.close()
         if rank == 0:
-            test_acc, _ = evaluate(model, x_test, y_test)
+            val_acc = round(evaluate(model, x_val, y_val)[0], 5) if len(y_val) else None
             history.append({"epoch": epoch + 1, "train_loss": round(loss_sum / max(seen, 1), 5),
-                            "train_acc": round(correct / max(seen, 1), 5), "test_acc": round(test_acc, 5),
+                            "train_acc": round(correct / max(seen, 1), 5), "val_acc": val_acc,
                             "seconds": round(time.time() - t0, 1)})
-            config.update(epoch=epoch + 1, history=history, test_acc=round(test_acc, 5))
+            config.update(epoch=epoch + 1, history=history, **_best(history))
+            if config["best_epoch"] == epoch + 1 and val_acc is not None:
+                ckpt.save_checkpoint(os.path.join(opts.out, BEST), model, config)  # before the last: see _best
             ckpt.save_checkpoint(opts.out, model, config, optimizer)
             if show:
                 print(f"epoch {epoch + 1}/{opts.epochs}: train loss {loss_sum / max(seen, 1):.4f} "
-                      f"acc {correct / max(seen, 1):.4f}, test acc {test_acc:.4f} "
+                      f"acc {correct / max(seen, 1):.4f}, val acc {val_acc if val_acc is not None else '-'} "
                       f"({time.time() - t0:.0f} s)", file=sys.stderr)
     if world > 1:
         import torch.distributed as dist
@@ -237,6 +312,19 @@ def train(opts: TrainOptions) -> dict:
         dist.destroy_process_group()
     config["options"] = {k: v for k, v in asdict(opts).items() if k not in ("progress",)}
     return config
+
+
+def _best(history: list) -> dict:
+    """Best-validation epoch (the earliest on ties) of a run's history, and the last epoch's val accuracy.
+
+    OUT/best is saved before OUT, so an interrupted save never leaves OUT naming a best epoch
+    that OUT/best does not hold.
+    """
+    scored = [h for h in history if h.get("val_acc") is not None]
+    if not scored:
+        return {"val_acc": None, "best_epoch": history[-1]["epoch"] if history else 0, "best_val_acc": None}
+    best = max(scored, key=lambda h: (h["val_acc"], -h["epoch"]))
+    return {"val_acc": history[-1].get("val_acc"), "best_epoch": best["epoch"], "best_val_acc": best["val_acc"]}
 
 
 def _tqdm():

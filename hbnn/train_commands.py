@@ -10,7 +10,7 @@ import functools
 import os
 import sys
 
-from converters.data import DEFAULT_DATA_DIR
+from converters.data import DEFAULT_DATA_DIR, VAL_SIZE
 
 from .errors import CommandError
 
@@ -75,6 +75,15 @@ def add_train(p) -> None:
     p.add_argument("--augment", default="flip", choices=["none", "flip", "flip-shift"],
                    help="training augmentation (default: random horizontal flips)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--val-size", type=int, default=VAL_SIZE, metavar="N",
+                   help=f"hold out the last N training images for validation and best-epoch selection "
+                        f"(default {VAL_SIZE}; 0 trains on all 60,000, for a final fit only)")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, metavar="E",
+                   help="linear learning-rate warm-up over the first E epochs, then cosine decay")
+    p.add_argument("--teacher", default=None, metavar="CKPT",
+                   help="distil from this float checkpoint (e.g. OUT_FP/best of the same seed)")
+    p.add_argument("--kd-alpha", type=float, default=0.9, help="weight of the distillation loss (default 0.9)")
+    p.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature (default 4)")
     p.set_defaults(func=_handler(cmd_train))
 
 
@@ -114,14 +123,18 @@ def cmd_train(args) -> int:
                         layer_betas=parse_layer_betas(args.layer_beta), epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, data_dir=args.data,
                         out=args.out, resume=args.resume, limit=args.limit, threads=args.threads,
-                        device=args.device, progress=not args.no_progress, augment=args.augment)
+                        device=args.device, progress=not args.no_progress, augment=args.augment,
+                        val_size=args.val_size, warmup_epochs=args.warmup_epochs, teacher=args.teacher,
+                        kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         from converters.errors import ConfigError
         raise ConfigError(f"Expected -o to name a checkpoint directory, got the file {args.out}")
     config = train(opts)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"trained {config['arch']} for {config['epoch']} epochs: test accuracy "
-              f"{config.get('test_acc', float('nan')):.4f}; checkpoint in {args.out}")
+        best = config.get("best_val_acc")
+        print(f"trained {config['arch']} for {config['epoch']} epochs; checkpoint in {args.out}" +
+              (f", best validation accuracy {best:.4f} at epoch {config['best_epoch']} in "
+               f"{os.path.join(args.out, 'best')}" if best is not None else " (no validation split)"))
     return 0
 
 

@@ -64,7 +64,8 @@ def test_correlation_of_a_trained_checkpoint(fake_fmnist, tmp_path):
     from converters.train import TrainOptions, train
 
     d, _ = fake_fmnist
-    train(TrainOptions(epochs=1, batch_size=64, data_dir=str(d), out=str(tmp_path / "ck"), progress=False))
+    train(TrainOptions(epochs=1, batch_size=64, data_dir=str(d), out=str(tmp_path / "ck"), progress=False,
+                       val_size=64))
     result = layer_correlations(str(tmp_path / "ck"), str(d), images=64)
     assert [n for n, _ in result] == ["conv1", "conv2", "fc1", "fc2"]
     assert result[0][1] == pytest.approx(1.0)  # the first layer is full precision in both passes

@@ -106,3 +106,25 @@ def test_installed_test_split():
     images, labels = load_fashion_mnist(DEFAULT_DATA_DIR, "test")
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert np.bincount(labels).tolist() == [1000] * 10
+
+
+def test_validation_split_is_the_fixed_tail_of_the_training_set():
+    from converters.data import VAL_SIZE, split_train_val
+
+    images = np.arange(60_000 * 4, dtype=np.uint32).reshape(60_000, 2, 2)
+    labels = np.arange(60_000) % 10
+    tr_x, tr_y, va_x, va_y = split_train_val(images, labels)
+    assert VAL_SIZE == 5000 and len(tr_x) == len(tr_y) == 55_000 and len(va_x) == len(va_y) == 5000
+    assert np.array_equal(va_x, images[55_000:]) and np.array_equal(tr_x, images[:55_000])  # last 5,000
+    assert not set(tr_x[:, 0, 0].tolist()) & set(va_x[:, 0, 0].tolist())                # disjoint
+    again = split_train_val(images, labels)
+    assert all(np.array_equal(a, b) for a, b in zip((tr_x, tr_y, va_x, va_y), again))    # deterministic
+    assert len(split_train_val(images, labels, 0)[2]) == 0
+
+
+@pytest.mark.parametrize("size", [-1, 60_000])
+def test_validation_split_rejects_impossible_sizes(size):
+    from converters.data import split_train_val
+
+    with pytest.raises(DatasetError, match="validation size"):
+        split_train_val(np.zeros((60_000, 2, 2)), np.zeros(60_000), size)

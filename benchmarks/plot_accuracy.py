@@ -1,0 +1,154 @@
+"""Accuracy against latency: which beta to fly (PNG; needs the ``plot`` extra, matplotlib).
+
+    hbnn bench models --archs lenet --threads 1 --betas "1,1 4,1 4,4 8,1 16,2 16,16 64,64 inf,inf" --json bench.json
+    python benchmarks/plot_accuracy.py --bench bench.json -o docs/accuracy-latency.png [--arm arm.json]
+
+One point per table row that has records: y = mean test top-1 through the runtime (error bar:
+sample standard deviation over its seeds; "n=" says how many), x = batch-1 median latency of
+that (beta_w, beta_a) LeNet on this machine, 1 thread, marker area = ``.hbn`` file size.
+LiteRT (XNNPACK) float32 runs the FP row's float network, so it is drawn at the FP row's
+accuracy; LiteRT int8 accuracy is not measured, so int8 is a vertical line at its latency.
+``--arm``: a second panel with the emulated Cortex-A72 latencies; the file holds rows of the
+same shape as ``hbnn bench models --json`` (``{"rows": [{"arch", "engine", "precision",
+"threads", "median_ms"}, ...]}``). Rows without records, or without a latency, are left out
+and listed on stdout: nothing is invented.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from accuracy_store import RESULTS_DIR, ROWS, Row, load_records, mean_spread  # noqa: E402
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise SystemExit("plot_accuracy.py: error: Expected matplotlib for the chart, got none "
+                         "(pip install '.[plot]')") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def precision_label(row: Row) -> str:
+    """The ``precision`` text ``hbnn bench models`` gives this row's (beta_w, beta_a)."""
+    if row.is_float:
+        return "full precision"
+    f = lambda b: "inf" if b is None else str(b)  # noqa: E731
+    return f"beta ({f(row.beta_w)},{f(row.beta_a)})"
+
+
+def latency(bench: dict, engine: str, precision: str, threads: int = 1, arch: str = "lenet") -> Optional[float]:
+    for r in bench.get("rows", []):
+        if (r.get("arch") == arch and r.get("threads") == threads and str(r.get("engine", "")).startswith(engine)
+                and r.get("precision") == precision):
+            return float(r["median_ms"])
+    return None
+
+
+def points(records: List[dict], bench: dict) -> Tuple[List[dict], List[str]]:
+    """Chart points (one per row with records and a latency) and what was left out, and why."""
+    by_row: Dict[str, list] = {}
+    for rec in records:
+        by_row.setdefault(rec["row"], []).append(rec)
+    out, skipped = [], []
+    for row in ROWS:
+        recs = by_row.get(row.label)
+        if not recs:
+            skipped.append(f"{row.label}: no records yet")
+            continue
+        ms = latency(bench, "hbnn", precision_label(row))
+        if ms is None:
+            skipped.append(f"{row.label}: no 1-thread lenet latency for {precision_label(row)!r} in the bench JSON")
+            continue
+        acc, sd = mean_spread([100 * r["test_top1_runtime"] for r in recs])
+        out.append({"label": row.label, "ms": ms, "acc": acc, "sd": sd or 0.0, "n": len(recs),
+                    "bytes": recs[0]["bytes"]})
+    return out, skipped
+
+
+def draw(ax, pts: List[dict], bench: dict, title: str) -> None:
+    fp = next((p for p in pts if p["label"] == "FP"), None)
+    for p in pts:
+        area = 40 + 400 * p["bytes"] / 1_727_096  # float LeNet file = the largest marker
+        ax.errorbar(p["ms"], p["acc"], yerr=p["sd"], fmt="none", ecolor="0.5", capsize=3, zorder=1)
+        ax.scatter([p["ms"]], [p["acc"]], s=area, alpha=0.75, zorder=2)
+        ax.annotate(f"{p['label']}\n{p['bytes'] / 1024:.0f} KiB, n={p['n']}", (p["ms"], p["acc"]),
+                    textcoords="offset points", xytext=(7, 5), fontsize=7)
+    lf = latency(bench, "ai-edge-litert", "float32")
+    if lf is not None and fp is not None:
+        ax.scatter([lf], [fp["acc"]], marker="s", s=50, color="black", zorder=3,
+                   label="LiteRT fp32 (XNNPACK), the FP row's network")
+        ax.annotate(f"LiteRT fp32\nn={fp['n']}", (lf, fp["acc"]), textcoords="offset points", xytext=(7, -18),
+                    fontsize=7)
+    li = latency(bench, "ai-edge-litert", "int8")
+    if li is not None:
+        ax.axvline(li, color="black", linestyle="--", linewidth=1,
+                   label="LiteRT int8 (XNNPACK) latency; its accuracy is not measured")
+    xs = [p["ms"] for p in pts] + [x for x in (lf, li) if x is not None]
+    if xs:
+        ax.set_xlim(0, max(xs) * 1.25)
+    ax.set_xlabel("batch-1 median latency, ms (left is faster)")
+    ax.set_ylabel("test top-1 through the runtime, % (mean over seeds)")
+    ax.margins(y=0.12)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
+
+
+def plot(records: List[dict], bench: dict, out: str, arm: Optional[dict] = None) -> List[str]:
+    """Write the PNG; returns the lines saying what was left out."""
+    plt = _pyplot()
+    pts, skipped = points(records, bench)
+    panels = [(bench, pts, "this machine (x86), 1 thread")]
+    if arm is not None:
+        arm_pts, arm_skipped = points(records, arm)
+        panels.append((arm, arm_pts, "emulated Cortex-A72 estimate, 1 thread"))
+        skipped += [f"A72 panel: {s}" for s in arm_skipped if "no records" not in s]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.8), squeeze=False)
+    for ax, (b, p, title) in zip(axes[0], panels):
+        draw(ax, p, b, f"LeNet on Fashion-MNIST: accuracy vs latency, {title}\n"
+                       f"marker area = .hbn file size; bars = seed spread; n = seeds")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return skipped
+
+
+def main(argv: Optional[list] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bench", required=True, metavar="JSON", help="`hbnn bench models --json` output (x86, 1 thread)")
+    p.add_argument("--arm", default=None, metavar="JSON", help="emulated Cortex-A72 rows, same shape (second panel)")
+    p.add_argument("--results", default=RESULTS_DIR, help="accuracy records directory")
+    p.add_argument("-o", "--out", required=True, metavar="PNG")
+    args = p.parse_args(argv)
+    _pyplot()  # fail before reading anything when matplotlib is missing
+
+    def read(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"plot_accuracy.py: error: Expected a bench JSON file at {path}, got {exc}") from None
+    records = load_records(args.results)
+    if not records:
+        raise SystemExit(f"plot_accuracy.py: error: Expected at least one accuracy record in {args.results}, got none "
+                         f"(python benchmarks/accuracy_table.py run)")
+    skipped = plot(records, read(args.bench), args.out, read(args.arm) if args.arm else None)
+    for line in skipped:
+        print(f"left out: {line}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
