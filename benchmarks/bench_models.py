@@ -338,7 +338,14 @@ def med(rows, arch, engine, precision, threads=1):
     return None
 
 
-def targets(rows):
+# A LeNet frame stays on one thread at any thread count (too small to split), so its 1- and 2-thread
+# medians differ by noise only; "no slower" allows that much.
+LENET_NOISE = 0.03
+
+
+def targets(rows, busy=0):
+    """The issues' speed targets, judged on this run's medians. With busy processes running, the
+    threads are judged by the loaded target only (2 threads no more than 10 % slower than 1)."""
     checks = []
     lf = med(rows, "alexnet", "ai-edge-litert", "float32")
     li = med(rows, "alexnet", "ai-edge-litert", "int8")
@@ -356,9 +363,9 @@ def targets(rows):
     for label in ("beta (16,16)", "beta (inf,inf)"):
         h1, h2 = med(rows, "alexnet", "hbnn", label, 1), med(rows, "alexnet", "hbnn", label, 2)
         if h1 and h2:
-            checks.append(f"AlexNet {label} 2 threads: {h1 / h2:.2f}x 1 thread (target >= 1.7x idle, >= 0.91x "
-                          f"with a busy process): {'PASS' if h1 / h2 >= 1.7 else 'idle FAIL'}"
-                          f"{'' if h1 / h2 >= 1 / 1.1 else ', loaded FAIL'}")
+            need, when = (1 / 1.1, f"with {busy} busy process(es)") if busy else (1.7, "idle")
+            checks.append(f"AlexNet {label} 2 threads: {h1 / h2:.2f}x 1 thread (target >= {need:.2f}x {when}): "
+                          f"{'PASS' if h1 / h2 >= need else 'FAIL'}")
     li2 = med(rows, "alexnet", "ai-edge-litert", "int8", 2)
     for label, need in (("beta (inf,inf)", 2.0), ("beta (16,16)", 1.0)):
         h2 = med(rows, "alexnet", "hbnn", label, 2)
@@ -369,7 +376,8 @@ def targets(rows):
         h2 = med(rows, "lenet", "hbnn", r1["precision"], 2)
         if h2:
             checks.append(f"LeNet {r1['precision']} 2 threads: {h2:.3f} vs 1 thread {r1['median_ms']:.3f} ms "
-                          f"(target: no slower): {'PASS' if h2 <= r1['median_ms'] else 'FAIL'}")
+                          f"(target: no slower; {LENET_NOISE:.0%} allowed for noise): "
+                          f"{'PASS' if h2 <= r1['median_ms'] * (1 + LENET_NOISE) else 'FAIL'}")
     return checks
 
 
@@ -412,7 +420,7 @@ def run(args):
         print()
         print(table)
     print()
-    for line in targets(rows):
+    for line in targets(rows, busy=len(busy)):
         print(line)
     result = {"rows": rows, "argv": sys.argv, "cpus": ncpu, "backend": cy_kernels.backend_name(),
               "rounds": args.rounds, "busy": len(busy), "loadavg_end": os.getloadavg()}

@@ -1,6 +1,6 @@
 """The daemon's TOML config (``/etc/hbnn/daemon.toml``), parsed and checked into a dataclass.
 
-    [model]   path = "...hbn", threads = 1, topk = 3, crop = "center"
+    [model]   path = "...hbn", threads = 0 (all cores), topk = 3, crop = "center"
     [source]  spec = "v4l2:/dev/video0", loop = false, frame_timeout_s = 5, max_fps = 0
     [link]    url = "/dev/ttyAMA0?baudrate=921600", protocol = "mavlink", [link.options] ...
     [daemon]  log_level = "info", status_interval_s = 10, retry_initial_s = 0.5, retry_max_s = 30,
@@ -32,7 +32,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 class DaemonConfig:
     model: str
     source: str
-    threads: int = 1
+    # 0 = every core: the frame executor drops to one thread by itself when the others do not pay
+    # (docs/BENCHMARKS.md, "Threads": 1.7-1.8x at 2 idle cores, 1.00x beside a busy process).
+    threads: int = 0
     topk: int = 3
     crop: str = "center"
     loop_source: bool = False
