@@ -100,6 +100,8 @@ def test_latency_window_is_bounded():
     assert all(np.isnan(LatencyWindow().percentiles()))
 
 
+# slow: tracemalloc sees Python allocations only, the same on every architecture (x86 runs it).
+@pytest.mark.slow
 def test_no_memory_growth_over_a_long_run():
     """tracemalloc over a short run: steady state must not keep anything per frame."""
     loop = InferenceLoop(FakeInterpreter())
@@ -143,6 +145,8 @@ def test_real_interpreter_on_the_bundled_clip_matches_the_reference(tmp_path):
     assert results[0].label in graph["labels"] and len(results[0].topk) == 5
 
 
+# slow: tracemalloc sees Python allocations only, the same on every architecture (x86 runs it).
+@pytest.mark.slow
 def test_no_memory_growth_with_the_real_runtime(tmp_path):
     path, _, _ = _real_model(tmp_path)
     from edge.interpreter import Interpreter
