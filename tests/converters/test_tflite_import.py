@@ -18,7 +18,10 @@ try:
 except ImportError:
     litert = S = flatbuffers = None
 
-needs_litert = pytest.mark.skipif(litert is None, reason="ai-edge-litert not installed (the `test` extra has it)")
+# On x86 the `test` extra installs it; the emulated ARM suites run in a Debian sysroot without it.
+needs_litert = pytest.mark.skipif(
+    litert is None, reason="ai-edge-litert not installed (x86: the `test` extra has it; emulated ARM: "
+                           "not in the Debian sysroot)")
 
 
 def test_missing_runtime_says_what_to_install(monkeypatch, tmp_path):
