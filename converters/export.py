@@ -171,6 +171,10 @@ def load_model(path: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNS
                               f"beta_a={'unset' if beta_a is _UNSET else beta_a}")
         state = ckpt.load_plain_state_dict(path)
         model = build_model(arch, beta_w, beta_a, overrides)
+    # an integer-scale checkpoint re-binarized with a beta of 1 (e.g. --beta-a 1): that layer is no
+    # longer an integer layer and has no activation range to load
+    expected = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.endswith(".act_range") or k in expected}
     load_state_dict_checked(model, state, path)
     return model.eval()
 

@@ -131,6 +131,19 @@ def test_train_int_scales_end_to_end(fake_fmnist, tmp_path, capsys):
         np.testing.assert_allclose(probs, want, atol=2e-4)
 
 
+def test_int_checkpoint_converts_with_other_betas(fake_fmnist, tmp_path, capsys):
+    """Post-training re-binarization of an integer-scale checkpoint: layers that keep both betas > 1
+    stay integer (the trained ranges), a beta of 1 makes a layer float."""
+    d, _ = fake_fmnist
+    out = tmp_path / "run"
+    assert hbnn(["train", "--int-scales", "--epochs", "1", "--data", str(d), "-o", str(out), "--no-progress",
+                 "--val-size", str(VAL), "--limit", "64"]) == 0
+    assert hbnn(["convert", str(out), "-o", str(tmp_path / "a.hbn"), "--layer-beta", "conv2=16,1"]) == 0
+    layers = {layer["name"]: layer for layer in read_hbn(tmp_path / "a.hbn").graph["layers"]}
+    assert "int_scales" not in layers["conv2"] and layers["fc1"]["int_scales"] is True
+    capsys.readouterr()
+
+
 def test_resume_refuses_another_scale_mode(fake_fmnist, tmp_path):
     from converters.errors import ConfigError
     from converters.train import TrainOptions, train
