@@ -213,6 +213,22 @@ void hbnn_binarize_int8(const float *x, int64_t rows, int64_t n, const float *in
     for (int64_t r = 0; r < rows; r++) {
         const float *row = x + r * n;
         int8_t *orow = out + r * n;
+        if (seg == 2) {
+            /* the common short segment (beta_a = 2): the affine once per element, the double sum of two */
+            int64_t j = 0;
+            for (; j + 1 < n; j += 2) {
+                const float a = hbnn_affine(row, in_scale, in_bias, j), b = hbnn_affine(row, in_scale, in_bias, j + 1);
+                const int8_t q = (int8_t)hbnn_level((float)(((double)fabsf(a) + (double)fabsf(b)) / 2.0), inv);
+                orow[j] = a < 0.0f ? (int8_t)-q : q;
+                orow[j + 1] = b < 0.0f ? (int8_t)-q : q;
+            }
+            if (j < n) {
+                const float a = hbnn_affine(row, in_scale, in_bias, j);
+                const int8_t q = (int8_t)hbnn_level((float)(double)fabsf(a), inv);
+                orow[j] = a < 0.0f ? (int8_t)-q : q;
+            }
+            continue;
+        }
         for (int64_t start = 0; start < n; start += seg) {
             const int64_t end = start + seg < n ? start + seg : n;
             double sum = 0.0;
@@ -232,8 +248,13 @@ void hbnn_im2col_int8_rows(const int8_t *x, int64_t batch, int64_t h, int64_t w,
         const int64_t b = by / oh, oy = by % oh;
         for (int64_t ox = 0; ox < ow; ox++) {
             int8_t *d = dst + (by * ow + ox) * row_len;
+            const int64_t ix0 = ox * stride - pad;
             for (int64_t ky = 0; ky < kh; ky++) {
                 const int64_t iy = oy * stride + ky - pad;
+                if (iy >= 0 && iy < h && ix0 >= 0 && ix0 + kw <= w) {  /* the whole kernel row is inside */
+                    memcpy(d + ky * kw * c, x + ((b * h + iy) * w + ix0) * c, (size_t)(kw * c));
+                    continue;
+                }
                 for (int64_t kx = 0; kx < kw; kx++) {
                     const int64_t ix = ox * stride + kx - pad;
                     int8_t *dk = d + (ky * kw + kx) * c;
