@@ -22,7 +22,7 @@ integer sums exactly (float64) and one float multiply per output, as the runtime
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -179,7 +179,7 @@ class _HadaMixin:
             return binarize(x, self.beta_a, dim)
         return binarize(x, self.beta_a, dim, factor=self.act_factor)
 
-    def _int_weight(self, rows: torch.Tensor) -> torch.Tensor:
+    def _int_weight(self, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Weight rows (O, K) as float64 ``level * sign`` and their factors (O,), as the model file stores."""
         scales = segment_scales_exact(rows.detach(), self.beta_w)
         factors = weight_factors(scales)

@@ -9,7 +9,8 @@ the kernels' own. Packed weights are read-only views over the mapped file.
 
 ``reference=True`` runs the same graph on the NumPy reference kernels (``cy_kernels.reference``),
 layer by layer as the file describes it: no BatchNorm or ReLU folding, weights unpacked to their
-``scale * sign`` floats. Slow, but the ground truth: a wrong answer on a board is triaged by
+``scale * sign`` floats (integer-scale layers: ``level * sign`` integers and the exact sums of
+``cy_kernels.reference_int``). Slow, but the ground truth: a wrong answer on a board is triaged by
 running the model both ways (Larq Compute Engine's ``use_reference_bconv``). It needs no
 compiled extension.
 
