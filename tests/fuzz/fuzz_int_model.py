@@ -58,8 +58,8 @@ def tiny_int_model(folder: str) -> bytes:
 
 
 class IntModelTarget(ModelTarget):
-    """ModelTarget over integer-scale models (its own name: its cases differ from "model"'s per seed;
-    a failure replays with ``fuzz_core`` on this target, scripts/fuzz-long does not list it)."""
+    """ModelTarget over integer-scale models (its own name, so its cases differ from "model"'s per seed;
+    ``scripts/fuzz-long --target model-int`` runs and replays them; not part of its "all")."""
 
     name = "model-int"
 
