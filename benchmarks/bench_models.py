@@ -4,7 +4,9 @@ Every engine runs the same network built from the same PyTorch definition
 (``converters.zoo``) with the same weights:
 
 * HBNN: ``converters.export.model_to_graph`` -> ``.hbn`` -> ``edge.Interpreter`` at each (beta_w, beta_a);
-  (1, 1) is the full-precision graph on the runtime's exact float path.
+  (1, 1) is the full-precision graph on the runtime's exact float path. ``--int-betas`` pairs also run
+  with integer scales ("beta (16,16) int"): the same weights, activation factors calibrated on the
+  64 calibration inputs (what training's running range would hold).
 * ONNX Runtime: ``torch.onnx.export`` of the float PyTorch model (+ softmax), NCHW input.
 * LiteRT (ai-edge-litert, XNNPACK) float32 and int8, tflite-runtime 2.14 float32: the exported float
   graph rebuilt as a Keras-free ``tf.function`` of ``tf.nn`` ops with the same arrays and converted
@@ -56,11 +58,27 @@ def parse_betas(text):
     return out
 
 
-def beta_label(bw, ba):
+def beta_label(bw, ba, int_scales=False):
     if (bw, ba) == (1, 1):
         return "full precision"
     f = lambda b: "inf" if b is None else str(b)  # noqa: E731
-    return f"beta ({f(bw)},{f(ba)})"
+    return f"beta ({f(bw)},{f(ba)})" + (" int" if int_scales else "")
+
+
+def int_model(arch, bw, ba, state, calib):
+    """The float model's weights with integer scales; activation ranges set on ``calib`` (NCHW)."""
+    import torch
+    from converters.zoo import build_model
+    model = build_model(arch, bw, ba, int_scales=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.endswith("act_range") for k in missing), (missing, unexpected)
+    model.eval()
+    int_layers = [m for m in model.modules() if getattr(m, "int_scales", False)]
+    for m in int_layers:  # only these in training mode: the BatchNorms keep their statistics
+        m.train()
+    with torch.no_grad():
+        model(calib)
+    return model.eval()
 
 
 def float_model(arch, seed):
@@ -191,17 +209,24 @@ def prepare_arch(arch, args, work, rows, log, servers):
                      "model_kib": size / 1024, "max_abs_diff_vs_torch": diff, "slice": run_slice,
                      "executor": executor, "round_ms": [], "times": []})
 
-    for bw, ba in args.betas:
-        model = build_model(arch, bw, ba)
-        model.load_state_dict(state)
+    calib = np.random.default_rng(7).normal(size=(64, h, w, c)).astype(np.float32)  # the LiteRT int8 calibration
+    calib = torch.from_numpy(calib).permute(0, 3, 1, 2)
+    configs = [(bw, ba, False) for bw, ba in args.betas] + [(bw, ba, True) for bw, ba in args.int_betas]
+    for bw, ba, int_scales in configs:
+        if int_scales:
+            model = int_model(arch, bw, ba, state, calib)
+        else:
+            model = build_model(arch, bw, ba)
+            model.load_state_dict(state)
         graph, tensors = model_to_graph(model.eval())
-        path = work / f"{arch}-{bw}-{ba}.hbn"
+        path = work / f"{arch}-{bw}-{ba}{'-int' if int_scales else ''}.hbn"
         write_hbn(str(path), graph, tensors)
         with torch.no_grad():
             want = torch.softmax(model(torch.from_numpy(x).permute(0, 3, 1, 2)), -1).numpy().reshape(-1)
         for t in args.threads:
             run_slice, y, executor = hbnn_runner(path, x, t)
-            add("hbnn (edge.Interpreter)", beta_label(bw, ba), t, run_slice, path.stat().st_size, y, want, executor)
+            add("hbnn (edge.Interpreter)", beta_label(bw, ba, int_scales), t, run_slice, path.stat().st_size, y, want,
+                executor)
 
     if args.no_peers:
         return
@@ -359,6 +384,12 @@ def targets(rows, busy=0):
     if h and lf:
         checks.append(f"LeNet beta (16,2): {h:.3f} ms vs LiteRT fp32 {lf:.3f} ms (target <=): "
                       f"{'PASS' if h <= lf else 'FAIL'}")
+    # integer scales (issue 12): against LiteRT int8 in the same run, 1 thread
+    for arch, label, need in (("alexnet", "beta (16,16) int", 1.5), ("lenet", "beta (16,2) int", 1.0)):
+        h, li = med(rows, arch, "hbnn", label), med(rows, arch, "ai-edge-litert", "int8")
+        if h and li:
+            checks.append(f"{arch} {label}: {li / h:.2f}x LiteRT int8 (target >= {need}x): "
+                          f"{'PASS' if li / h >= need else 'FAIL'}")
     # threads (issue 13): 2 threads vs 1 (idle machine: >= 1.7x; under load: no more than 10 % slower)
     for label in ("beta (16,16)", "beta (inf,inf)"):
         h1, h2 = med(rows, "alexnet", "hbnn", label, 1), med(rows, "alexnet", "hbnn", label, 2)
@@ -392,6 +423,7 @@ def run(args):
     ncpu = os.cpu_count() or 1
     args.threads = sorted({ncpu if t == "all" else int(t) for t in args.threads.split(",")})
     args.betas = parse_betas(args.betas)
+    args.int_betas = parse_betas(getattr(args, "int_betas", "") or "")
     args.rounds = max(1, getattr(args, "rounds", 10))
     log = lambda s: print(s, flush=True)  # noqa: E731
     import cy_kernels

@@ -73,6 +73,7 @@ def model_to_graph(model) -> Tuple[dict, Dict[str, np.ndarray]]:
 
     def add_params(name, weight):
         m = model.layers[name]
+        int_scales = bool(getattr(m, "int_scales", False))
         bias = _np(m.bias) if m.bias is not None else None
         if name + "_bn" in model.layers and fold_into_dense(name):
             scale, shift = _fold_bn(model.layers[name + "_bn"])
@@ -83,9 +84,19 @@ def model_to_graph(model) -> Tuple[dict, Dict[str, np.ndarray]]:
         tensors[name + ".weight"] = weight
         if bias is not None:
             tensors[name + ".bias"] = bias
-        return {"name": name, "weight": name + ".weight",
-                "bias": name + ".bias" if bias is not None else None,
-                "beta_w": m.beta_w, "beta_a": m.beta_a, "relu": name != model.last}
+        layer = {"name": name, "weight": name + ".weight",
+                 "bias": name + ".bias" if bias is not None else None,
+                 "beta_w": m.beta_w, "beta_a": m.beta_a, "relu": name != model.last}
+        if int_scales:
+            # the weights' levels and factors are derived by the writer (reference_int.pack_rows_int,
+            # as the layer's eval forward does); the activation factor is the trained running range / 127
+            try:
+                factor = _np(m.act_factor().reshape(1))
+            except ValueError as exc:
+                raise CheckpointError(f"{name}: {exc}") from None
+            tensors[name + ".weight.act_factor"] = factor
+            layer["int_scales"] = True
+        return layer
 
     for step in model.plan:
         kind = step[0]
@@ -149,7 +160,7 @@ def load_model(path: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNS
             per_layer[name] = (bw if beta_w is _UNSET else beta_w, ba if beta_a is _UNSET else beta_a)
         per_layer = {k: v for k, v in per_layer.items() if k in inner}
         per_layer.update(overrides)
-        model = build_model(arch, 1, 1, per_layer)
+        model = build_model(arch, 1, 1, per_layer, int_scales=bool(config.get("int_scales", False)))
         model.train_config = config
     else:
         if not os.path.exists(path):
@@ -160,6 +171,10 @@ def load_model(path: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNS
                               f"beta_a={'unset' if beta_a is _UNSET else beta_a}")
         state = ckpt.load_plain_state_dict(path)
         model = build_model(arch, beta_w, beta_a, overrides)
+    # an integer-scale checkpoint re-binarized with a beta of 1 (e.g. --beta-a 1): that layer is no
+    # longer an integer layer and has no activation range to load
+    expected = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.endswith(".act_range") or k in expected}
     load_state_dict_checked(model, state, path)
     return model.eval()
 
@@ -208,7 +223,7 @@ def convert(path: str, out: str, arch: Optional[str] = None, beta_w=_UNSET, beta
         train_info = getattr(model, "train_config", None)
         if train_info:
             keys = ("seed", "epoch", "batch_size", "lr", "augment", "test_acc",  # test_acc: older checkpoints
-                    "val_size", "best_epoch", "best_val_acc", "warmup_epochs", "kd")
+                    "val_size", "best_epoch", "best_val_acc", "warmup_epochs", "kd", "int_scales")
             metadata["training"] = {k: train_info.get(k) for k in keys if k in train_info}
     write_model(out, graph, tensors, metadata)
     size = os.path.getsize(out)

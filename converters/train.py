@@ -61,6 +61,7 @@ class TrainOptions:
     teacher: Optional[str] = None     # float checkpoint to distil from
     kd_alpha: float = 0.9             # weight of the distillation term (1 - kd_alpha on cross-entropy)
     kd_temperature: float = 4.0
+    int_scales: bool = False          # integer scales (7-bit levels x float factors) on the binarized layers
 
     def validate(self) -> None:
         get_arch(self.arch)
@@ -178,8 +179,10 @@ def _resume_state(opts: TrainOptions, model, optimizer, teacher_sha: Optional[st
     world = _dist_info()[0]
     mine = {"arch": opts.arch, "betas": {k: list(v) for k, v in model.betas.items()}, "seed": opts.seed,
             "batch_size": opts.batch_size * world, "lr": opts.lr, "augment": opts.augment, "limit": opts.limit,
-            "val_size": opts.val_size, "warmup_epochs": opts.warmup_epochs, "kd": _kd_config(opts, teacher_sha)}
+            "val_size": opts.val_size, "warmup_epochs": opts.warmup_epochs, "kd": _kd_config(opts, teacher_sha),
+            "int_scales": opts.int_scales}
     theirs = {k: config.get(k) for k in mine}
+    theirs["int_scales"] = bool(config.get("int_scales", False))  # checkpoints before the option: float scales
     if mine != theirs:
         diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
         raise ConfigError(f"Expected --resume with the checkpoint's settings, got (checkpoint, now): {diff}")
@@ -225,7 +228,7 @@ def train(opts: TrainOptions) -> dict:
     teacher, teacher_sha = load_teacher(opts.teacher, device) if opts.teacher else (None, None)
 
     torch.manual_seed(opts.seed)
-    model = build_model(opts.arch, opts.beta_w, opts.beta_a, opts.layer_betas).to(device)
+    model = build_model(opts.arch, opts.beta_w, opts.beta_a, opts.layer_betas, opts.int_scales).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
     start_epoch, history = 0, []
     has_ckpt = os.path.exists(os.path.join(opts.out, ckpt.CONFIG))
@@ -250,7 +253,7 @@ def train(opts: TrainOptions) -> dict:
               "schedule": "warmup-cosine-per-step" if warmup_steps else "cosine-per-step",
               "warmup_epochs": opts.warmup_epochs, "augment": opts.augment, "world_size": world,
               "limit": opts.limit, "val_size": opts.val_size, "train_images": n,
-              "kd": _kd_config(opts, teacher_sha), "teacher": opts.teacher,
+              "kd": _kd_config(opts, teacher_sha), "teacher": opts.teacher, "int_scales": opts.int_scales,
               "data_mean": [MEAN], "data_std": [STD], "epoch": start_epoch, "history": history}
     if history:  # resumed: report the last finished epoch even if nothing is left to run
         config.update(_best(history))

@@ -83,10 +83,11 @@ class ZooNet(nn.Module):
     """A zoo architecture built from its plan; ``forward`` takes NCHW float input, returns logits."""
 
     def __init__(self, arch: str, beta_w: Beta = 1, beta_a: Beta = 1,
-                 layer_betas: Optional[LayerBetas] = None):
+                 layer_betas: Optional[LayerBetas] = None, int_scales: bool = False):
         super().__init__()
         spec = get_arch(arch)
         self.arch = arch
+        self.int_scales = bool(int_scales)
         self.input_shape = tuple(spec["input"])
         self.betas = resolve_betas(arch, beta_w, beta_a, layer_betas)
         self.plan: List[tuple] = list(spec["plan"])
@@ -102,7 +103,8 @@ class ZooNet(nn.Module):
                 if name != self.first:
                     self.layers[name + "_bn"] = nn.BatchNorm2d(c)
                 bw, ba = self.betas[name]
-                self.layers[name] = HadaConv2d(c, out_ch, k, padding=pad, beta_w=bw, beta_a=ba)
+                self.layers[name] = HadaConv2d(c, out_ch, k, padding=pad, beta_w=bw, beta_a=ba,
+                                               int_scales=self._int_layer(bw, ba))
                 h, w, c = h + 2 * pad - k + 1, w + 2 * pad - k + 1, out_ch
             elif kind == "pool":
                 h, w = h // step[1], w // step[1]
@@ -115,9 +117,14 @@ class ZooNet(nn.Module):
                 if name != self.first:
                     self.layers[name + "_bn"] = nn.BatchNorm1d(features)
                 bw, ba = self.betas[name]
-                self.layers[name] = HadaLinear(features, out_f, beta_w=bw, beta_a=ba)
+                self.layers[name] = HadaLinear(features, out_f, beta_w=bw, beta_a=ba,
+                                               int_scales=self._int_layer(bw, ba))
                 features = out_f
         self.num_classes = features
+
+    def _int_layer(self, beta_w, beta_a) -> bool:
+        """Integer scales apply to the layers binarized on both sides (the first/last stay float)."""
+        return self.int_scales and beta_w != 1 and beta_a != 1
 
     def forward(self, x: torch.Tensor, taps: Optional[list] = None) -> torch.Tensor:
         """Logits; when ``taps`` is a list, appends (layer name, pre-ReLU output) for each weighted layer."""
@@ -140,8 +147,9 @@ class ZooNet(nn.Module):
 
 
 def build_model(arch: str, beta_w: Beta = 1, beta_a: Beta = 1,
-                layer_betas: Optional[LayerBetas] = None) -> ZooNet:
-    return ZooNet(arch, beta_w, beta_a, layer_betas)
+                layer_betas: Optional[LayerBetas] = None, int_scales: bool = False) -> ZooNet:
+    """``int_scales``: every layer binarized on both sides trains and exports integer scales."""
+    return ZooNet(arch, beta_w, beta_a, layer_betas, int_scales)
 
 
 def expected_shapes(model: nn.Module) -> Dict[str, Tuple[int, ...]]:

@@ -18,6 +18,10 @@ cdef extern from "frame.h":
         float *acts
         float *cols
         int64_t row_len
+        hbnn_int8_args gi
+        int8_t *acts8
+        int8_t *cols8
+        float inv_act
         int64_t k, s
         int avg
         int64_t rows, n
@@ -33,7 +37,7 @@ cdef extern from "frame.h":
         int64_t frames, parallel_frames
         int adaptive
     int HBNN_STEP_XOR_CONV, HBNN_STEP_XOR_DENSE, HBNN_STEP_SIGN, HBNN_STEP_FLOAT, HBNN_STEP_POOL
-    int HBNN_STEP_SOFTMAX, HBNN_STEP_AFFINE, HBNN_STEP_RELU
+    int HBNN_STEP_SOFTMAX, HBNN_STEP_AFFINE, HBNN_STEP_RELU, HBNN_STEP_INT8
     hbnn_frame *hbnn_frame_create(const hbnn_backend *be, int threads) nogil
     int hbnn_frame_add(hbnn_frame *f, const hbnn_step *step) nogil
     int hbnn_frame_finish(hbnn_frame *f) nogil
@@ -141,7 +145,12 @@ cdef class FrameExecutor:
             st.batch, st.h, st.w, st.c = p.b, p.h, p.w, p.c
             st.kh, st.kw, st.stride, st.pad, st.oh, st.ow = p.kh, p.kw, p.stride, p.pad, p.oh, p.ow
             st.seg_a = p.seg_a
-            if p.path_id == 2:
+            if p.path_id == 4:  # integer scales, short blocks
+                st.kind = HBNN_STEP_INT8
+                st.gi = p.gi
+                st.gi.out, st.gi.ep = st.out, ep
+                st.acts8, st.cols8, st.inv_act = p.acts8_p, p.cols8_p, p.inv_act
+            elif p.path_id == 2 or p.path_id == 3:  # xor; 3: integer scales (gx, cg carry the levels)
                 st.gx = p.gx
                 st.gx.out, st.gx.ep = st.out, ep
                 if p.is_direct:

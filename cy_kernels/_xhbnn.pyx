@@ -12,6 +12,8 @@ Paths (see docs/DESIGN.md):
   sign  float activations (beta_a = 1, or activations binarized to floats when their
         blocks are too short for bit packing) against packed +-1 weights: adds/subtracts
   float full-precision weights: the backend's float GEMM on float im2col
+  int-xor / int8  integer-scale weights (levels x factors, docs/DESIGN.md section 9): the xor path
+        with int16 block levels and int32 sums, or for blocks below 8 bits an int8 GEMM
 """
 import os
 import threading
@@ -19,7 +21,9 @@ from math import gcd
 
 import numpy as np
 
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int64_t, uint64_t
+
+from . import reference_int as _ref_int
 
 
 cdef extern from "xhbnn.h":
@@ -44,6 +48,22 @@ cdef extern from "xhbnn.h":
         int64_t run
         int64_t nrun
         const float *run_len
+        int16_t *aq
+        const int16_t *bq
+        const int16_t *qlen
+        const float *col_scale
+        float inv_act
+    ctypedef struct hbnn_int8_args:
+        const int8_t *a
+        int64_t m
+        int64_t k
+        int64_t kpad
+        const int8_t *w
+        int64_t n
+        const float *col_scale
+        float *out
+        int64_t ldo
+        hbnn_epilogue ep
     ctypedef struct hbnn_sign_args:
         const float *f
         int64_t m
@@ -93,6 +113,16 @@ cdef extern from "xhbnn.h":
         float *img_scales
         int64_t pix_words, pix_blk
         int64_t kh, kw, stride, oh, ow
+        int16_t *img_levels
+        float inv_act
+    void hbnn_int8_gemm(const hbnn_backend *be, const hbnn_int8_args *g, int threads) nogil
+    void hbnn_quantize_levels(const float *s, int64_t n, float inv, int16_t *q) nogil
+    void hbnn_binarize_int8(const float *x, int64_t rows, int64_t n, const float *in_scale, const float *in_bias,
+                            int64_t seg, float inv, int8_t *out) nogil
+    void hbnn_im2col_int8_rows(const int8_t *x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t kh,
+                               int64_t kw, int64_t stride, int64_t pad, int64_t oh, int64_t ow, int8_t *dst,
+                               int64_t row_len, int64_t by0, int64_t by1) nogil
+    int HBNN_INT8_PAD
     void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const hbnn_xor_args *g,
                        int threads) nogil
     void hbnn_im2col_float(const float *x, int64_t batch, int64_t h, int64_t w, int64_t c,
@@ -259,8 +289,10 @@ def _pack_bool(neg):
     return np.ascontiguousarray(packed).view("<u8").astype(np.uint64, copy=False)
 
 
-def _xor_weights(pw, int64_t c, int64_t L, int64_t row_words):
-    """Weights re-laid out for the xor path: pixels padded to whole words, block scales, lengths."""
+def _xor_weights(pw, int64_t c, int64_t L, int64_t row_words, values=None):
+    """Weights re-laid out for the xor path: pixels padded to whole words, block scales, lengths.
+
+    ``values``: per-segment values to expand per block instead of the scales (integer levels)."""
     o = pw.shape[0]
     k = pw.row_length
     npix = k // c
@@ -277,8 +309,9 @@ def _xor_weights(pw, int64_t c, int64_t L, int64_t row_words):
     real = start_in_pixel < c
     elem = (np.arange(npix)[:, None] * c + np.minimum(start_in_pixel, c - 1)[None, :]).reshape(-1)
     seg_w = pw.row_length if pw.beta_w is None else min(pw.beta_w, k)
-    sw = np.zeros((o, row_blk), dtype=np.float32)
-    sw[:, :npix * pix_blk] = pw.scales[:, elem // seg_w] * np.tile(real, npix)[None, :]
+    values = pw.scales if values is None else values
+    sw = np.zeros((o, row_blk), dtype=values.dtype)
+    sw[:, :npix * pix_blk] = values[:, elem // seg_w] * np.tile(real, npix)[None, :].astype(values.dtype)
     lens = np.zeros(row_blk, dtype=np.float32)
     lens[:npix * pix_blk] = np.tile(np.clip(c - start_in_pixel, 0, L), npix)
     return wbits, sw, lens
@@ -311,6 +344,14 @@ cdef class ConvPlan:
     cdef int binarize_acts
     cdef object wbits, wscales, lens, abits, ascales, img_bits, img_scales, cols, acts, wpanel, direct
     cdef object pw_bits, pw_scales, panels, run_len
+    # integer scales: block levels, lengths and column scales (int-xor); int8 rows and weights (int8)
+    cdef object aq, wq, qlen, col_scale, img_levels, acts8, cols8, w8
+    cdef public float inv_act
+    cdef int64_t kpad8
+    cdef hbnn_int8_args gi
+    cdef int16_t *aq_p
+    cdef int8_t *acts8_p
+    cdef int8_t *cols8_p
     # C arguments filled once by _bind (every internal buffer's address); a call sets x, out, epilogue
     cdef int path_id
     cdef bint is_direct
@@ -340,7 +381,9 @@ cdef class ConvPlan:
         self.seg_w = self.k if pw.beta_w is None else min(pw.beta_w, self.k)
         self.direct = self.kh == 1 and self.kw == 1 and stride == 1 and pad == 0
         bw = pw.beta_w
-        if bw == 1:
+        if pw.levels is not None:
+            self._plan_int(pw)
+        elif bw == 1:
             self._plan_float(pw, beta_a != 1)
         elif beta_a == 1:
             self._plan_sign(pw, False)
@@ -354,6 +397,25 @@ cdef class ConvPlan:
                 self.wpanel = _dense_panel(_dequantized(pw))
                 self._plan_float(None, True)
         self._bind()
+
+    def _plan_int(self, pw):
+        """Integer scales: the xor path on levels for blocks of 8 bits or more (levels every 16 bits at
+        most: wider blocks are split, same sums), else the int8 GEMM."""
+        self.inv_act = float(_ref_int.inverse_factor(pw.act_factor))
+        self.col_scale = _ref_int.column_scales(pw.factors, pw.act_factor)
+        L = min(block_width(self.c, self.seg_a, self.k, self.seg_w), 16)
+        if L >= 8:
+            self.L = L
+            self._plan_xor(pw, np.ascontiguousarray(pw.levels, dtype=np.int16))
+            return
+        self.path = "int8"
+        self.kpad8 = (self.k + HBNN_INT8_PAD - 1) // HBNN_INT8_PAD * HBNN_INT8_PAD
+        neg = _unpack_rows(pw.bits, self.k)
+        q = np.repeat(np.asarray(pw.levels, dtype=np.int8), self.seg_w, axis=1)[:, :self.k]
+        self.w8 = np.zeros((self.o, self.kpad8), dtype=np.int8)
+        self.w8[:, :self.k] = np.where(neg, -q, q)
+        self.acts8 = np.zeros((self.b, self.h, self.w, self.c), dtype=np.int8)
+        self.cols8 = np.zeros((self.p, self.kpad8), dtype=np.int8)
 
     def _plan_float(self, pw, bint binarize_acts):
         self.path = "float"
@@ -373,25 +435,34 @@ cdef class ConvPlan:
         if binarize_acts:
             self.acts = np.empty((self.b, self.h, self.w, self.c), dtype=np.float32)
 
-    def _plan_xor(self, pw):
-        self.path = "xor"
+    def _plan_xor(self, pw, levels=None):
+        """The xor path; ``levels`` (int16 per segment): integer scales, block levels instead of scales."""
+        self.path = "xor" if levels is None else "int-xor"
         self.wc = (self.c + 63) // 64
         self.pix_blk = self.wc * 64 // self.L
         raw_words = self.kh * self.kw * self.wc
         self.row_words = (raw_words + HBNN_ROW_WORDS - 1) // HBNN_ROW_WORDS * HBNN_ROW_WORDS
         self.row_blk = self.row_words * 64 // self.L
-        self.wbits, self.wscales, self.lens = _xor_weights(pw, self.c, self.L, self.row_words)
         self.run_len = None
-        if self.L == 64:
-            run = run_words(self.c, self.seg_a, self.k, self.seg_w)
-            self.run_len = _run_lengths(self.lens, run, raw_words // run)
+        if levels is None:
+            self.wbits, self.wscales, self.lens = _xor_weights(pw, self.c, self.L, self.row_words)
+            if self.L == 64:
+                run = run_words(self.c, self.seg_a, self.k, self.seg_w)
+                self.run_len = _run_lengths(self.lens, run, raw_words // run)
+        else:
+            self.wbits, self.wq, lens = _xor_weights(pw, self.c, self.L, self.row_words, levels)
+            self.qlen = np.ascontiguousarray(lens, dtype=np.int16)
+            self.aq = np.zeros((self.p, self.row_blk), dtype=np.int16)
         self.abits = np.zeros((self.p, self.row_words), dtype=np.uint64)
+        # float block scales: the packer's output (with integer scales, quantized to levels after it)
         self.ascales = np.zeros((self.p, self.row_blk), dtype=np.float32)
         if not self.direct:
             hp, wp = self.h + 2 * self.pad, self.w + 2 * self.pad
             # zero border = zero padding after binarization; only the interior is ever written
             self.img_bits = np.zeros((self.b, hp, wp, self.wc), dtype=np.uint64)
             self.img_scales = np.zeros((self.b, hp, wp, self.pix_blk), dtype=np.float32)
+            if levels is not None:
+                self.img_levels = np.zeros((self.b, hp, wp, self.pix_blk), dtype=np.int16)
 
     cdef void _sign_args(self, hbnn_sign_args *g):
         """Everything of the sign GEMM's arguments that does not change between calls."""
@@ -445,8 +516,25 @@ cdef class ConvPlan:
         cdef const float[:, ::1] ws
         cdef const float[::1] lens
         cdef const float[::1] rlens
+        cdef int16_t[:, ::1] aqv
+        cdef const int16_t[:, ::1] wqv
+        cdef const int16_t[::1] qlv
+        cdef const float[::1] csv
+        cdef int16_t[:, :, :, ::1] ilv
+        cdef int8_t[:, :, :, ::1] a8v
+        cdef int8_t[:, ::1] c8v
+        cdef const int8_t[:, ::1] w8v
         self.acts_p = NULL
         self.cols_p = NULL
+        self.gx.aq, self.gx.bq, self.gx.qlen, self.gx.col_scale = NULL, NULL, NULL, NULL
+        self.cg.img_levels = NULL
+        if self.path == "int8":
+            self.path_id = 4
+            a8v, c8v, w8v, csv = self.acts8, self.cols8, self.w8, self.col_scale
+            self.acts8_p, self.cols8_p = &a8v[0, 0, 0, 0], &c8v[0, 0]
+            self.gi.a, self.gi.m, self.gi.k, self.gi.kpad = &c8v[0, 0], self.p, self.k, self.kpad8
+            self.gi.w, self.gi.n, self.gi.col_scale, self.gi.ldo = &w8v[0, 0], self.o, &csv[0], self.o
+            return
         if self.acts is not None:
             av = self.acts
             self.acts_p = &av[0, 0, 0, 0]
@@ -464,14 +552,23 @@ cdef class ConvPlan:
             self._sign_args(&self.gs)
             self.gs.f, self.gs.ldo = &cv[0, 0], self.o
         else:
-            self.path_id = 2
+            self.path_id = 3 if self.path == "int-xor" else 2
             self.is_direct = bool(self.direct)
             abits, ascales = self.abits, self.ascales
-            wb, ws, lens = self.wbits, self.wscales, self.lens
+            wb = self.wbits
             self.abits_p, self.ascales_p = &abits[0, 0], &ascales[0, 0]
             self.gx.a, self.gx.as_, self.gx.m = &abits[0, 0], &ascales[0, 0], self.p
-            self.gx.b, self.gx.bs, self.gx.n = &wb[0, 0], &ws[0, 0], self.o
-            self.gx.kwords, self.gx.nblk, self.gx.L, self.gx.len = self.row_words, self.row_blk, <int>self.L, &lens[0]
+            self.gx.b, self.gx.n = &wb[0, 0], self.o
+            self.gx.kwords, self.gx.nblk, self.gx.L = self.row_words, self.row_blk, <int>self.L
+            if self.path_id == 3:
+                aqv, wqv, qlv, csv = self.aq, self.wq, self.qlen, self.col_scale
+                self.aq_p = &aqv[0, 0]
+                self.gx.aq, self.gx.bq, self.gx.qlen, self.gx.col_scale = &aqv[0, 0], &wqv[0, 0], &qlv[0], &csv[0]
+                self.gx.inv_act = self.inv_act
+                self.gx.bs, self.gx.len = NULL, NULL
+            else:
+                ws, lens = self.wscales, self.lens
+                self.gx.bs, self.gx.len = &ws[0, 0], &lens[0]
             self.gx.run, self.gx.nrun, self.gx.run_len = 0, 0, NULL
             if self.run_len is not None:
                 rlens = self.run_len
@@ -486,6 +583,9 @@ cdef class ConvPlan:
                 self.cg.pix_words, self.cg.pix_blk = self.wc, self.pix_blk
                 self.cg.kh, self.cg.kw, self.cg.stride, self.cg.oh, self.cg.ow = \
                     self.kh, self.kw, self.stride, self.oh, self.ow
+                if self.path_id == 3:
+                    ilv = self.img_levels
+                    self.cg.img_levels, self.cg.inv_act = &ilv[0, 0, 0, 0], self.inv_act
 
     cdef void run_ptr(self, const float *x, float *out, const float *ins, const float *inb, const float *outs,
                       const float *outb, bint relu, int threads) noexcept nogil:
@@ -493,12 +593,21 @@ cdef class ConvPlan:
         cdef const float *src = x
         cdef hbnn_epilogue ep
         ep.scale, ep.bias, ep.relu = outs, outb, relu
-        if self.path_id == 2:
+        if self.path_id == 4:
+            hbnn_binarize_int8(x, self.b * self.h * self.w, self.c, ins, inb, self.seg_a, self.inv_act, self.acts8_p)
+            hbnn_im2col_int8_rows(self.acts8_p, self.b, self.h, self.w, self.c, self.kh, self.kw, self.stride,
+                                  self.pad, self.oh, self.ow, self.cols8_p, self.kpad8, 0, self.b * self.oh)
+            self.gi.out, self.gi.ep = out, ep
+            hbnn_int8_gemm(_backend, &self.gi, threads)
+            return
+        if self.path_id == 2 or self.path_id == 3:
             self.gx.out, self.gx.ep = out, ep
             if self.is_direct:
                 # a dense layer: its rows are already the GEMM's rows, no image and no im2col
                 hbnn_pack_rows(_backend, x, self.p, self.c, self.c, ins, inb, self.seg_a, self.abits_p,
                                self.row_words, self.ascales_p, self.row_blk, <int>self.L, threads)
+                if self.path_id == 3:
+                    hbnn_quantize_levels(self.ascales_p, self.p * self.row_blk, self.inv_act, self.aq_p)
                 hbnn_xor_gemm(_backend, &self.gx, threads)
             else:
                 self.cg.x, self.cg.in_scale, self.cg.in_bias = x, ins, inb
@@ -598,7 +707,7 @@ cdef class PreparedOp:
 
     @property
     def path(self):
-        """Which kernel path runs: "xor", "sign" or "float"."""
+        """Which kernel path runs: "xor", "sign", "float", or with integer scales "int-xor" or "int8"."""
         return self.plan.path
 
     def __call__(self, x, out=None):

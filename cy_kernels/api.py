@@ -65,14 +65,26 @@ def _threads(threads) -> int:
     return int(threads)
 
 
-def pack_weights(w: np.ndarray, beta_w: Beta) -> PackedWeights:
-    """Pack float weights (O, K) or (O, kh, kw, C) once; reuse the result for every call."""
+def pack_weights(w: np.ndarray, beta_w: Beta, *, act_factor=None) -> PackedWeights:
+    """Pack float weights (O, K) or (O, kh, kw, C) once; reuse the result for every call.
+
+    ``act_factor`` (a float > 0): integer scales (docs/DESIGN.md, section 9): the weights become
+    levels x per-filter factors (``reference_int.pack_rows_int``) and every call quantizes the
+    activation scales against this factor; the layer's integer sums are then exact.
+    """
     beta = normalize_beta(beta_w, "beta_w")
     if not isinstance(w, np.ndarray) or w.ndim not in (2, 4):
         raise ValueError(f"Expected w as a float32 array of shape (O, K) or (O, kh, kw, C), got "
                          f"{getattr(w, 'shape', type(w).__name__)}")
     w = _require_float32(w, "w", w.ndim)
     rows = w.reshape(w.shape[0], -1)
+    if act_factor is not None:
+        from . import reference_int as ref_int
+
+        if beta == 1:
+            raise ValueError("Expected beta_w > 1 for integer scales, got 1 (full precision)")
+        bits, levels, factors = ref_int.pack_rows_int(rows, beta)
+        return PackedWeights.from_packed_int(bits, levels, factors, act_factor, w.shape, beta)
     if beta == 1:
         return PackedWeights(w.shape, 1, None, None, dense=w.copy())
     bits, scales = _ext.pack_rows(rows, -1 if beta is None else beta)
@@ -92,8 +104,10 @@ def _as_packed(w, beta_w, ndim: int) -> PackedWeights:
     return pack_weights(w, beta)
 
 
-def _check_pair(beta_w: Optional[int], beta_a: Optional[int]) -> None:
+def _check_pair(beta_w: Optional[int], beta_a: Optional[int], pw: Optional[PackedWeights] = None) -> None:
     ref.check_betas(beta_w, beta_a)
+    if pw is not None and pw.int_scales and beta_a == 1:
+        raise ValueError("Expected beta_a > 1 with integer-scale weights (the activations are quantized too), got 1")
 
 
 def _epilogue_args(n_in, n_out, in_scale, in_bias, out_scale, out_bias):
@@ -119,6 +133,7 @@ def hbnn_linear(x: np.ndarray, w, beta_w: Beta, beta_a: Beta, threads: int = 1, 
     _check_pair(bw, ba)
     x = _require_float32(x, "x", 2)
     pw = _as_packed(w, bw, 2)
+    _check_pair(bw, ba, pw)
     m, k = x.shape
     if pw.row_length != k:
         raise ValueError(f"Expected w with K={k} columns (x is {x.shape}), got weights of shape {pw.shape}")
@@ -143,6 +158,7 @@ def hbnn_conv2d(x: np.ndarray, w, beta_w: Beta, beta_a: Beta, stride: int = 1, p
     _check_pair(bw, ba)
     x = _require_float32(x, "x", 4)
     pw = _as_packed(w, bw, 4)
+    _check_pair(bw, ba, pw)
     for name, v in (("stride", stride), ("padding", padding)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"Expected {name} to be an int, got {type(v).__name__}")

@@ -1,6 +1,7 @@
 """`hbnn bench kernels`: xHBNN conv against numpy SGEMM conv, measured in the same run.
 
-Each row times one 3x3 (or 5x5) conv at batch 1: ours includes activation
+Each row times one 3x3 (or 5x5) conv at batch 1 ("int": integer scales, docs/DESIGN.md section 9,
+next to the float-scale row of the same betas): ours includes activation
 binarization, bit packing and bit-packed im2col (weights are packed once, as at
 load time); the peer is numpy float32 im2col + matmul (OpenBLAS) with the same
 thread count. The thread count of OpenBLAS is fixed when numpy loads, so each
@@ -30,8 +31,10 @@ SHAPES = [
     ("lenet 20->50 @12", 20, 50, 12, 5, 0),
 ]
 
-# (label, beta_w, beta_a); None is infinity
-BETAS = [("16/16", 16, 16), ("64/64", 64, 64), ("inf/inf", None, None), ("16/1", 16, 1), ("16/2", 16, 2)]
+# (label, beta_w, beta_a, integer scales); None is infinity
+BETAS = [("16/16", 16, 16, False), ("16/16 int", 16, 16, True), ("64/64", 64, 64, False),
+         ("inf/inf", None, None, False), ("16/1", 16, 1, False), ("16/2", 16, 2, False),
+         ("16/2 int", 16, 2, True)]
 
 
 def numpy_conv(x: np.ndarray, wmat: np.ndarray, k: int, pad: int) -> np.ndarray:
@@ -59,6 +62,7 @@ def _median_time(fn, min_runs: int, min_seconds: float) -> Dict[str, float]:
 def measure(threads: int, quick: bool, side: str) -> List[dict]:
     """Time every shape (side "numpy") or every shape x beta pair (side "ours") at one thread count."""
     import cy_kernels as ck
+    from cy_kernels.reference_int import act_factor_for
 
     rng = np.random.default_rng(0)
     min_runs, min_seconds = (5, 0.05) if quick else (30, 0.4)
@@ -72,8 +76,9 @@ def measure(threads: int, quick: bool, side: str) -> List[dict]:
             rows.append({"shape": name, "numpy_ms": peer["median"] * 1e3})
             continue
         macs = (hw + 2 * pad - k + 1) ** 2 * cout * k * k * cin
-        for label, bw, ba in BETAS:
-            pw = ck.pack_weights(w, bw)
+        for label, bw, ba, int_scales in BETAS:
+            # integer scales: an activation factor that fits this input (what training would find)
+            pw = ck.pack_weights(w, bw, act_factor=act_factor_for(x, ba) if int_scales else None)
             out = np.empty((1, hw + 2 * pad - k + 1, hw + 2 * pad - k + 1, cout), dtype=np.float32)
             ours = _median_time(lambda: ck.hbnn_conv2d(x, pw, bw, ba, padding=pad, threads=threads, out=out),
                                 min_runs, min_seconds)

@@ -4,8 +4,10 @@ Layout and rules: docs/FORMAT.md. In short: safetensors (8-byte little-endian
 header length, JSON header, aligned little-endian tensors); ``__metadata__``
 holds the format name and version, the layer graph (JSON), user metadata and a
 SHA-256 over the metadata, the tensor table and the data. Binarized layers
-store sign bits (uint64) + per-segment scales (float32); everything else is
-float32. The reader maps the file (copy-on-write) and hands out views (no copies).
+store sign bits (uint64) + per-segment scales (float32), or with integer scales
+(format 1.1) sign bits + 7-bit levels (bytes in uint64 words) + float32 factors;
+everything else is float32. The reader maps the file (copy-on-write) and hands out
+views (no copies).
 """
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from .errors import ModelFormatError
-from .format_graph import expected_tensors, infer_shapes, is_packed, normalize_graph
+from .format_graph import expected_tensors, infer_shapes, int_tensor_names, is_int_scales, is_packed, normalize_graph
 
 FORMAT_NAME = "hadanets-hbn"
-FORMAT_VERSION = (1, 0)
+FORMAT_VERSION = (1, 1)
+INT_SCALES_VERSION = (1, 1)  # the first version with integer-scale layers; files without any are written as 1.0
 MAX_HEADER_BYTES = 16 << 20  # a graph's JSON is kilobytes; anything near this is not ours
 DTYPES = {"U64": np.dtype("<u8"), "F32": np.dtype("<f4")}
 REQUIRED_KEYS = ("format", "format_version", "graph", "sha256")
@@ -105,7 +108,9 @@ def _file_arrays(graph: dict, tensors) -> Dict[str, np.ndarray]:
         if layer["type"] in ("conv2d", "dense"):
             w = _float_tensor(tensors, layer["weight"], where)
             layer["weight_shape"] = list(w.shape)
-            if is_packed(layer):
+            if is_int_scales(layer):
+                arrays.update(_int_arrays(layer, w, tensors, where))
+            elif is_packed(layer):
                 rank = 4 if layer["type"] == "conv2d" else 2
                 if w.ndim != rank:
                     raise ModelFormatError(f"Expected {where} weight of rank {rank}, got shape {w.shape}")
@@ -120,6 +125,37 @@ def _file_arrays(graph: dict, tensors) -> Dict[str, np.ndarray]:
             for key in ("scale", "bias"):
                 arrays[layer[key]] = _float_tensor(tensors, layer[key], where)
     return arrays
+
+
+def _int_arrays(layer: dict, w: np.ndarray, tensors, where: str) -> Dict[str, np.ndarray]:
+    """An integer-scale layer's file tensors: bits, levels (bytes packed 8 per U64 word, zero padded),
+    per-filter factors (reference_int.pack_rows_int) and the activation factor given as
+    ``tensors[<weight>.act_factor]`` (one float32 > 0, the trained range / 127)."""
+    from cy_kernels.reference_int import MAX_INT_K, pack_rows_int
+
+    rank = 4 if layer["type"] == "conv2d" else 2
+    if w.ndim != rank:
+        raise ModelFormatError(f"Expected {where} weight of rank {rank}, got shape {w.shape}")
+    k = w.size // w.shape[0]
+    if k > MAX_INT_K:  # before packing: the graph check would say the same after a long pack
+        raise ModelFormatError(f"Expected at most K={MAX_INT_K} weights per output in {where} with integer scales "
+                               f"(127 * 127 * K must fit int32), got K={k}")
+    levels_name, factors_name, act_name = int_tensor_names(layer)
+    act = _float_tensor(tensors, act_name, where).reshape(-1)
+    if act.shape != (1,) or not act[0] > 0:
+        raise ModelFormatError(f"Expected {act_name!r} as one float > 0 (the activation factor), got {act}")
+    bits, levels, factors = pack_rows_int(w.reshape(w.shape[0], -1), layer["beta_w"])
+    words = np.zeros((levels.shape[0], -(-levels.shape[1] // 8) * 8), dtype=np.uint8)
+    words[:, :levels.shape[1]] = levels
+    return {layer["weight"] + ".bits": np.ascontiguousarray(bits, dtype=np.uint64),
+            levels_name: np.ascontiguousarray(words.view("<u8").astype(np.uint64)),
+            factors_name: np.ascontiguousarray(factors, dtype=np.float32),
+            act_name: np.ascontiguousarray(act, dtype=np.float32)}
+
+
+def _version_for(graph: dict) -> Tuple[int, int]:
+    """The oldest version that holds ``graph``: 1.0 readers keep reading float-scale models."""
+    return INT_SCALES_VERSION if any(is_int_scales(layer) for layer in graph["layers"]) else (1, 0)
 
 
 def write_hbn(path, graph: dict, tensors: Dict[str, np.ndarray], *, metadata: Optional[dict] = None) -> str:
@@ -139,7 +175,7 @@ def write_hbn(path, graph: dict, tensors: Dict[str, np.ndarray], *, metadata: Op
         user = json.dumps(metadata or {}, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"Expected JSON-serializable metadata, got {exc}") from None
-    meta = {"format": FORMAT_NAME, "format_version": "%d.%d" % FORMAT_VERSION,
+    meta = {"format": FORMAT_NAME, "format_version": "%d.%d" % _version_for(g),
             "graph": json.dumps(g, sort_keys=True, allow_nan=False), "metadata": user}
     return _write_container(path, {k: arrays[k] for k in want}, meta)
 
@@ -347,6 +383,9 @@ def _read(path: str) -> HbnModel:
     except (ValueError, RecursionError) as exc:
         raise ModelFormatError(f"Expected JSON in the graph metadata, got {exc}") from None
     graph = normalize_graph(graph)
+    if version < INT_SCALES_VERSION and any(is_int_scales(layer) for layer in graph["layers"]):
+        raise ModelFormatError(f"Expected format version {INT_SCALES_VERSION[0]}.{INT_SCALES_VERSION[1]} or later "
+                               f"for integer-scale layers, got {version[0]}.{version[1]}")
     shapes = infer_shapes(graph)
     want = expected_tensors(graph, shapes)
     missing, extra = sorted(set(want) - set(table)), sorted(set(table) - set(want))
@@ -386,6 +425,9 @@ def _check_values(graph: dict, tensors: Dict[str, np.ndarray]) -> Dict[str, obje
         if not is_packed(layer):
             weights[layer["name"]] = tensors[layer["weight"]]
             continue
+        if is_int_scales(layer):
+            weights[layer["name"]] = _int_weights(layer, tensors)
+            continue
         bits, scales = tensors[layer["weight"] + ".bits"], tensors[layer["weight"] + ".scales"]
         if (scales < 0).any():
             raise ModelFormatError(f"Expected scales >= 0 in {layer['weight']}.scales, got negative values")
@@ -398,6 +440,35 @@ def _check_values(graph: dict, tensors: Dict[str, np.ndarray]) -> Dict[str, obje
         except (TypeError, ValueError) as exc:
             raise ModelFormatError(f"Expected packed weights for {layer['name']}, got: {exc}") from None
     return weights
+
+
+def _int_weights(layer: dict, tensors: Dict[str, np.ndarray]):
+    """Levels 0..127 with zero padding bytes, factors > 0, zero padding bits; PackedWeights of them."""
+    from cy_kernels.packed import PackedWeights
+    from cy_kernels.reference import segment_length
+    from cy_kernels.reference_int import LEVEL_MAX
+
+    levels_name, factors_name, act_name = int_tensor_names(layer)
+    bits, words = tensors[layer["weight"] + ".bits"], tensors[levels_name]
+    factors, act = tensors[factors_name], tensors[act_name]
+    k = math.prod(layer["weight_shape"][1:])
+    nseg = -(-k // segment_length(layer["beta_w"], k))
+    raw = words.view(np.uint8).reshape(words.shape[0], -1)  # little-endian words: byte s is segment s
+    levels = raw[:, :nseg]
+    if levels.size and int(levels.max()) > LEVEL_MAX:
+        raise ModelFormatError(f"Expected integer-scale levels in 0..{LEVEL_MAX} in {levels_name}, got "
+                               f"{int(levels.max())}")
+    if raw[:, nseg:].any():
+        raise ModelFormatError(f"Expected zero padding bytes past {nseg} levels in {levels_name}, got nonzero")
+    if not (factors > 0).all() or not act[0] > 0:
+        raise ModelFormatError(f"Expected integer-scale factors > 0 in {factors_name} and {act_name}, got "
+                               f"{float(factors.min()) if factors.size else '-'} and {float(act[0])}")
+    if k % 64 and (bits[:, -1] >> np.uint64(k % 64)).any():
+        raise ModelFormatError(f"Expected zero padding bits past K={k} in {layer['weight']}.bits, got ones")
+    try:
+        return PackedWeights.from_packed_int(bits, levels, factors, act[0], layer["weight_shape"], layer["beta_w"])
+    except (TypeError, ValueError) as exc:
+        raise ModelFormatError(f"Expected packed weights for {layer['name']}, got: {exc}") from None
 
 
 load_model = read_hbn

@@ -11,6 +11,7 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 from cy_kernels import reference as ref
+from cy_kernels.reference_int import MAX_INT_K
 
 from .errors import ModelFormatError
 
@@ -133,6 +134,14 @@ def _normalize_layer(i: int, layer) -> dict:
         if not isinstance(relu, bool):
             _fail(f"Expected {where} relu to be true or false, got {relu!r}")
         out["relu"] = relu
+        int_scales = layer.get("int_scales", False)
+        if not isinstance(int_scales, bool):
+            _fail(f"Expected {where} int_scales to be true or false, got {int_scales!r}")
+        if int_scales:  # only written when set: float-scale graphs stay byte-identical to format 1.0
+            if out["beta_w"] == 1 or out["beta_a"] == 1:
+                _fail(f"Expected {where} with integer scales to have beta_w and beta_a > 1, got "
+                      f"({ref.format_beta(out['beta_w'])}, {ref.format_beta(out['beta_a'])})")
+            out["int_scales"] = True
         ws = layer.get("weight_shape")
         if ws is not None:
             rank = 4 if kind == "conv2d" else 2
@@ -264,6 +273,17 @@ def is_packed(layer: dict) -> bool:
     return layer["type"] in ("conv2d", "dense") and layer["beta_w"] != 1
 
 
+def is_int_scales(layer: dict) -> bool:
+    """A packed layer whose scales are 7-bit levels x float factors (docs/DESIGN.md, section 9)."""
+    return is_packed(layer) and bool(layer.get("int_scales", False))
+
+
+def int_tensor_names(layer: dict) -> Tuple[str, str, str]:
+    """The integer-scale tensors of a layer: levels (uint8 bytes in U64 words), filter factors, activation factor."""
+    w = layer["weight"]
+    return w + ".levels", w + ".factors", w + ".act_factor"
+
+
 def expected_tensors(graph: dict, shapes: List[Shape]) -> Dict[str, Tuple[str, Shape]]:
     """File tensor name -> (safetensors dtype, shape) that the graph requires, nothing else."""
     want: Dict[str, Tuple[str, Shape]] = {}
@@ -280,7 +300,17 @@ def expected_tensors(graph: dict, shapes: List[Shape]) -> Dict[str, Tuple[str, S
             o, k = ws[0], 1
             for d in ws[1:]:
                 k *= d
-            if is_packed(layer):
+            if is_int_scales(layer):
+                if k > MAX_INT_K:
+                    _fail(f"Expected at most K={MAX_INT_K} weights per output in {where} with integer scales "
+                          f"(127 * 127 * K must fit int32), got K={k}")
+                nseg = -(-k // ref.segment_length(layer["beta_w"], k))
+                levels, factors, act = int_tensor_names(layer)
+                add(layer["weight"] + ".bits", "U64", (o, -(-k // 64)), where)
+                add(levels, "U64", (o, -(-nseg // 8)), where)  # one byte per segment, 8 per word
+                add(factors, "F32", (o,), where)
+                add(act, "F32", (1,), where)
+            elif is_packed(layer):
                 nseg = -(-k // ref.segment_length(layer["beta_w"], k))
                 add(layer["weight"] + ".bits", "U64", (o, -(-k // 64)), where)
                 add(layer["weight"] + ".scales", "F32", (o, nseg), where)

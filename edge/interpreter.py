@@ -9,7 +9,8 @@ the kernels' own. Packed weights are read-only views over the mapped file.
 
 ``reference=True`` runs the same graph on the NumPy reference kernels (``cy_kernels.reference``),
 layer by layer as the file describes it: no BatchNorm or ReLU folding, weights unpacked to their
-``scale * sign`` floats. Slow, but the ground truth: a wrong answer on a board is triaged by
+``scale * sign`` floats (integer-scale layers: ``level * sign`` integers and the exact sums of
+``cy_kernels.reference_int``). Slow, but the ground truth: a wrong answer on a board is triaged by
 running the model both ways (Larq Compute Engine's ``use_reference_bconv``). It needs no
 compiled extension.
 
@@ -54,11 +55,36 @@ def _relu_op(x, out) -> Callable[[], None]:
     return run
 
 
-def _reference_weighted_op(layer: dict, w: np.ndarray, x, out, bias) -> Callable[[], None]:
+class _IntReference:
+    """An integer-scale layer's weights for the reference: int64 ``level * sign`` in the weight
+    shape, the filters' factors and the activation factor (cy_kernels.reference_int)."""
+
+    def __init__(self, pw):
+        from cy_kernels import reference_int as RI
+
+        self.ints = RI.weight_ints(pw.bits, pw.levels, pw.row_length, pw.beta_w).reshape(pw.shape)
+        self.factors, self.act_factor = pw.factors, pw.act_factor
+
+
+def _reference_weighted_op(layer: dict, w, x, out, bias) -> Callable[[], None]:
     """A conv2d/dense layer on the NumPy reference kernels, bias and ReLU applied as the graph says."""
     from cy_kernels import reference as R
 
     bw, ba, relu = layer["beta_w"], layer["beta_a"], layer["relu"]
+    if isinstance(w, _IntReference):
+        from cy_kernels import reference_int as RI
+
+        if layer["type"] == "conv2d":
+            stride, padding = layer["stride"], layer["padding"]
+
+            def run():
+                y = RI.int_conv2d(x, w.ints, w.factors, ba, w.act_factor, stride, padding)
+                out[...] = R.epilogue(y, None, bias, relu)
+        else:
+            def run():
+                out[...] = R.epilogue(RI.int_linear(x, w.ints, w.factors, ba, w.act_factor), None, bias, relu)
+        run.path = "reference"
+        return run
     if layer["type"] == "conv2d":
         stride, padding = layer["stride"], layer["padding"]
 
@@ -244,6 +270,8 @@ class Interpreter:
                     w = self.model.weights[layer["name"]]
                     if isinstance(w, np.ndarray):
                         out[layer["name"]] = w
+                    elif w.int_scales:  # levels x factors: integer sums, exactly
+                        out[layer["name"]] = _IntReference(w)
                     else:  # PackedWeights: the file's bits and scales
                         rows = R.unpack_rows(w.bits, w.scales, w.row_length, w.beta_w)
                         out[layer["name"]] = rows.reshape(w.shape)

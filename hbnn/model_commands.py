@@ -46,13 +46,13 @@ def _load(path):
 def summarize(model) -> dict:
     """Per-layer parameter counts and the model's sizes (file, float32, theoretical minimum)."""
     from cy_kernels.reference import format_beta
-    from edge.format_graph import is_packed
+    from edge.format_graph import int_tensor_names, is_int_scales, is_packed
 
     rows, params, float_bytes, minimum = [], 0, 0, 0
     for layer, shape in zip(model.graph["layers"], model.shapes):
         kind, n_params, n_min = layer["type"], 0, 0
         stored = 0
-        betas = ""
+        betas, scales = "", ""
         if kind in ("conv2d", "dense"):
             ws = layer["weight_shape"]
             n_w = math.prod(ws)
@@ -60,7 +60,15 @@ def summarize(model) -> dict:
             n_b = o if layer["bias"] is not None else 0
             n_params = n_w + n_b
             betas = f"{format_beta(layer['beta_w'])},{format_beta(layer['beta_a'])}"
-            if is_packed(layer):
+            if is_int_scales(layer):
+                scales = "int"
+                nseg = model.weights[layer["name"]].levels.shape[1]
+                # bits + one byte per segment + one float per filter and one per layer
+                n_min = -(-n_w // 8) + o * nseg + 4 * o + 4 + 4 * n_b
+                stored = model.tensors[layer["weight"] + ".bits"].nbytes + 4 * n_b + \
+                    sum(model.tensors[name].nbytes for name in int_tensor_names(layer))
+            elif is_packed(layer):
+                scales = "float"
                 nseg = model.tensors[layer["weight"] + ".scales"].shape[1]
                 n_min = -(-n_w // 8) + 4 * o * nseg + 4 * n_b  # bits + one float per segment
                 stored = model.tensors[layer["weight"] + ".bits"].nbytes + 4 * o * nseg + 4 * n_b
@@ -73,8 +81,8 @@ def summarize(model) -> dict:
         params += n_params
         float_bytes += 4 * n_params
         minimum += n_min
-        rows.append({"name": layer["name"], "type": kind, "betas": betas, "output": list(shape),
-                     "params": n_params, "bytes": stored})
+        rows.append({"name": layer["name"], "type": kind, "betas": betas, "scales": scales,
+                     "output": list(shape), "params": n_params, "bytes": stored})
     return {"path": model.path, "format_version": "%d.%d" % model.version, "sha256": model.sha256,
             "arch": model.graph["arch"], "input": model.graph["input"], "labels": model.labels,
             "layers": rows, "params": params, "file_bytes": model.file_bytes,
@@ -94,17 +102,20 @@ def cmd_inspect(args) -> int:
     print(f"input {'x'.join(map(str, spec['shape']))} {spec['layout']} (pixel*{spec['pixel_scale']:.6g} - "
           f"mean {spec['mean']}) / std {spec['std']}; {len(s['labels'])} classes: "
           f"{', '.join(s['labels'][:4])}{', ...' if len(s['labels']) > 4 else ''}")
-    print(f"{'#':>3}  {'layer':<12} {'type':<8} {'beta w,a':<10} {'output':<12} {'params':>10} {'bytes':>10}")
+    print(f"{'#':>3}  {'layer':<12} {'type':<8} {'beta w,a':<10} {'scales':<6} {'output':<12} {'params':>10} "
+          f"{'bytes':>10}")
     for i, r in enumerate(s["layers"]):
         out = "x".join(map(str, r["output"]))
         params = f"{r['params']:,}" if r["params"] else ""
         size = f"{r['bytes']:,}" if r["bytes"] else ""
-        print(f"{i:>3}  {r['name']:<12} {r['type']:<8} {r['betas']:<10} {out:<12} {params:>10} {size:>10}")
+        print(f"{i:>3}  {r['name']:<12} {r['type']:<8} {r['betas']:<10} {r['scales']:<6} {out:<12} {params:>10} "
+              f"{size:>10}")
     print(f"parameters: {s['params']:,}")
     print(f"file: {s['file_bytes']:,} bytes; float32: {s['float32_bytes']:,} bytes "
           f"({s['ratio_vs_float32']:.2f}x smaller)")
     if s["ratio_vs_minimum"] is not None:
-        print(f"theoretical minimum (1 bit per binarized weight + one float per segment, floats elsewhere): "
+        print(f"theoretical minimum (1 bit per binarized weight + one float per segment, or one byte with "
+              f"integer scales, floats elsewhere): "
               f"{s['minimum_bytes']:,} bytes (file is {s['ratio_vs_minimum']:.3f}x that)")
     if s["metadata"]:
         print(f"metadata: {json.dumps(s['metadata'], sort_keys=True)}")

@@ -84,6 +84,9 @@ def add_train(p) -> None:
                    help="distil from this float checkpoint (e.g. OUT_FP/best of the same seed)")
     p.add_argument("--kd-alpha", type=float, default=0.9, help="weight of the distillation loss (default 0.9)")
     p.add_argument("--kd-temperature", type=float, default=4.0, help="distillation temperature (default 4)")
+    p.add_argument("--int-scales", action="store_true",
+                   help="integer scales: 7-bit levels x float factors on the binarized layers, so the board "
+                        "computes integer sums (docs/DESIGN.md, section 9); the checkpoint and .hbn record it")
     p.set_defaults(func=_handler(cmd_train))
 
 
@@ -125,7 +128,7 @@ def cmd_train(args) -> int:
                         out=args.out, resume=args.resume, limit=args.limit, threads=args.threads,
                         device=args.device, progress=not args.no_progress, augment=args.augment,
                         val_size=args.val_size, warmup_epochs=args.warmup_epochs, teacher=args.teacher,
-                        kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature)
+                        kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature, int_scales=args.int_scales)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         from converters.errors import ConfigError
         raise ConfigError(f"Expected -o to name a checkpoint directory, got the file {args.out}")

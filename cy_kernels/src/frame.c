@@ -23,7 +23,8 @@
 
 typedef enum {
     OP_PACK_IMAGE, OP_IM2COL_BITS, OP_XOR_GEMM, OP_PACK_ROWS, OP_BINARIZE, OP_AFFINE_PRE, OP_IM2COL_FLOAT,
-    OP_SIGN_GEMM, OP_DENSE_GEMM, OP_POOL, OP_SOFTMAX, OP_AFFINE, OP_RELU
+    OP_SIGN_GEMM, OP_DENSE_GEMM, OP_POOL, OP_SOFTMAX, OP_AFFINE, OP_RELU, OP_BINARIZE_INT8, OP_IM2COL_INT8,
+    OP_INT8_GEMM
 } hbnn_op_kind;
 
 typedef struct {
@@ -69,7 +70,7 @@ hbnn_frame *hbnn_frame_create(const hbnn_backend *be, int threads)
 
 int hbnn_frame_add(hbnn_frame *f, const hbnn_step *step)
 {
-    if (step->kind < HBNN_STEP_XOR_CONV || step->kind > HBNN_STEP_RELU) return -1;
+    if (step->kind < HBNN_STEP_XOR_CONV || step->kind > HBNN_STEP_INT8) return -1;
     if (f->nsteps == f->cap) {
         const int cap = f->cap ? 2 * f->cap : 16;
         hbnn_step *s = (hbnn_step *)realloc(f->steps, (size_t)cap * sizeof(*s));
@@ -167,6 +168,15 @@ int hbnn_frame_finish(hbnn_frame *f)
             }
             break;
         }
+        case HBNN_STEP_INT8: {
+            const int64_t pixels = s->batch * s->h * s->w;
+            push_op(f, OP_BINARIZE_INT8, i, pixels, rows_per_tile(pixels, pixels * s->c * 4, nt), 0);
+            push_op(f, OP_IM2COL_INT8, i, s->batch * s->oh,
+                    rows_per_tile(s->batch * s->oh, s->gi.m * s->gi.kpad, nt), 0);
+            gemm_op(f, OP_INT8_GEMM, i, s->gi.m, s->gi.n, HBNN_PANEL_TILE_M, HBNN_PANEL,
+                    s->gi.m * s->gi.n * s->gi.kpad >= HBNN_FRAME_MIN_FLOAT_MACS);
+            break;
+        }
         case HBNN_STEP_POOL: {
             const int64_t units = s->batch * s->oh;
             push_op(f, OP_POOL, i, units, rows_per_tile(units, s->batch * s->h * s->w * s->c * 4, nt), 0);
@@ -239,12 +249,30 @@ static void run_tile(void *ctx, int opi, int64_t t, int slot)
         be->pack_rows(s->x + u0 * s->c, u1 - u0, s->c, s->c, s->in_scale, s->in_bias, s->seg_a,
                       (uint64_t *)s->gx.a + u0 * s->gx.kwords, s->gx.kwords, (float *)s->gx.as + u0 * s->gx.nblk,
                       s->gx.nblk, s->gx.L);
+        if (s->gx.aq)  /* integer scales: the rows' block levels */
+            hbnn_quantize_levels(s->gx.as + u0 * s->gx.nblk, (u1 - u0) * s->gx.nblk, s->gx.inv_act,
+                                 s->gx.aq + u0 * s->gx.nblk);
         break;
     case OP_XOR_GEMM:
         for (int64_t u = u0; u < u1; u++) {
             const int64_t i0 = (u / o->tj) * HBNN_TILE_M, j0 = (u % o->tj) * HBNN_TILE_N;
-            be->xor_gemm(&s->gx, i0, i0 + HBNN_TILE_M < s->gx.m ? i0 + HBNN_TILE_M : s->gx.m, j0,
-                         j0 + HBNN_TILE_N < s->gx.n ? j0 + HBNN_TILE_N : s->gx.n);
+            hbnn_xor_gemm_tile(be, &s->gx, i0, i0 + HBNN_TILE_M < s->gx.m ? i0 + HBNN_TILE_M : s->gx.m, j0,
+                               j0 + HBNN_TILE_N < s->gx.n ? j0 + HBNN_TILE_N : s->gx.n);
+        }
+        break;
+    case OP_BINARIZE_INT8:
+        hbnn_binarize_int8(s->x + u0 * s->c, u1 - u0, s->c, s->in_scale, s->in_bias, s->seg_a, s->inv_act,
+                           s->acts8 + u0 * s->c);
+        break;
+    case OP_IM2COL_INT8:
+        hbnn_im2col_int8_rows(s->acts8, s->batch, s->h, s->w, s->c, s->kh, s->kw, s->stride, s->pad, s->oh, s->ow,
+                              s->cols8, s->gi.kpad, u0, u1);
+        break;
+    case OP_INT8_GEMM:
+        for (int64_t u = u0; u < u1; u++) {
+            const int64_t i0 = (u / o->tj) * HBNN_PANEL_TILE_M, j0 = (u % o->tj) * HBNN_PANEL;
+            be->int8_gemm(&s->gi, i0, i0 + HBNN_PANEL_TILE_M < s->gi.m ? i0 + HBNN_PANEL_TILE_M : s->gi.m, j0,
+                          j0 + HBNN_PANEL < s->gi.n ? j0 + HBNN_PANEL : s->gi.n);
         }
         break;
     case OP_BINARIZE:

@@ -24,7 +24,8 @@ typedef enum {
     HBNN_STEP_POOL,          /* max/avg pool of x (batch, h, w, c) into out */
     HBNN_STEP_SOFTMAX,       /* rows of n */
     HBNN_STEP_AFFINE,        /* out = x * scale + bias per last-axis element: rows of n */
-    HBNN_STEP_RELU           /* out = max(x, 0) over n elements (NaN stays NaN) */
+    HBNN_STEP_RELU,          /* out = max(x, 0) over n elements (NaN stays NaN) */
+    HBNN_STEP_INT8           /* integer scales, short blocks: binarize to int8 into acts8, int8 im2col, int8 GEMM */
 } hbnn_step_kind;
 
 /* One step, filled by the caller; fields not used by its kind are ignored. */
@@ -47,6 +48,11 @@ typedef struct {
     float *acts;
     float *cols;
     int64_t row_len;
+    /* int8 (integer scales, short blocks); the xor steps carry their integer fields in gx and cg */
+    hbnn_int8_args gi;
+    int8_t *acts8;
+    int8_t *cols8;
+    float inv_act;
     /* pool */
     int64_t k, s;
     int avg;

@@ -332,6 +332,151 @@ HBNN_AVX2 static void hbnn_dense_gemm_avx2(const hbnn_dense_args *g, int64_t i0,
     }
 }
 
+/* ---- integer scales (docs/DESIGN.md, section 9) ------------------------------------------------ */
+/* Block levels every 16 bits (L = 16) or 8 bits (L = 8), int16. Per 256-bit chunk of a (patch, filter)
+ * pair: XOR, nibble-table byte counts, block counts (vpmaddubsw with ones for L = 16, widened bytes for
+ * L = 8), t = qa * len - (2 * qa) * pop by vpmullw (|t| <= 127 * 16), then vpmaddwd with the filter's
+ * levels into int32 lanes: no float work until the one multiply per output. The patch side's qa * len
+ * and 2 * qa are formed once per chunk and row and shared by the tile's filters. */
+
+HBNN_AVX2_INLINE int32_t hbnn_avx2_hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* Register tile of MR patches x NR filters (MR, NR <= 2), all K, block levels every L bits (8 or 16). */
+HBNN_AVX2_INLINE void hbnn_avx2_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
+                                             int64_t i, int64_t j)
+{
+    const __m256i ones8 = _mm256_set1_epi8(1);
+    __m256i acc[2][2] = {{_mm256_setzero_si256(), _mm256_setzero_si256()},
+                         {_mm256_setzero_si256(), _mm256_setzero_si256()}};
+    const uint64_t *a[2], *b[2];
+    const int16_t *aq[2], *bq[2];
+    for (int r = 0; r < MR; r++) {
+        a[r] = g->a + (i + r) * g->kwords;
+        aq[r] = g->aq + (i + r) * g->nblk;
+    }
+    for (int c = 0; c < NR; c++) {
+        b[c] = g->b + (j + c) * g->kwords;
+        bq[c] = g->bq + (j + c) * g->nblk;
+    }
+    const int64_t chunks = g->kwords / 4;
+    const int halves = L == 8 ? 2 : 1;   /* 16-lane int16 vectors of levels per chunk */
+    for (int64_t k = 0; k < chunks; k++) {
+        const int64_t blk = k * 16 * halves;
+        __m256i va[2], vb[2], ql[2][2], q2[2][2], qb[2][2];
+        for (int h = 0; h < halves; h++) {
+            const __m256i len = _mm256_loadu_si256((const __m256i *)(g->qlen + blk + 16 * h));
+            for (int r = 0; r < MR; r++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(aq[r] + blk + 16 * h));
+                ql[r][h] = _mm256_mullo_epi16(q, len);
+                q2[r][h] = _mm256_add_epi16(q, q);
+            }
+            for (int c = 0; c < NR; c++) qb[c][h] = _mm256_loadu_si256((const __m256i *)(bq[c] + blk + 16 * h));
+        }
+        for (int r = 0; r < MR; r++) va[r] = _mm256_loadu_si256((const __m256i *)(a[r] + 4 * k));
+        for (int c = 0; c < NR; c++) vb[c] = _mm256_loadu_si256((const __m256i *)(b[c] + 4 * k));
+        for (int r = 0; r < MR; r++)
+            for (int c = 0; c < NR; c++) {
+                const __m256i cnt8 = hbnn_avx2_popcnt8(_mm256_xor_si256(va[r], vb[c]));
+                __m256i pop[2];
+                if (L == 16) {
+                    pop[0] = _mm256_maddubs_epi16(cnt8, ones8);
+                } else {
+                    pop[0] = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(cnt8));
+                    pop[1] = _mm256_cvtepu8_epi16(_mm256_extracti128_si256(cnt8, 1));
+                }
+                for (int h = 0; h < halves; h++) {
+                    const __m256i t = _mm256_sub_epi16(ql[r][h], _mm256_mullo_epi16(pop[h], q2[r][h]));
+                    acc[r][c] = _mm256_add_epi32(acc[r][c], _mm256_madd_epi16(t, qb[c][h]));
+                }
+            }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++)
+            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
+                                                               hbnn_avx2_hsum_epi32(acc[r][c]));
+}
+
+#define HBNN_AVX2_XOR_INT_LOOP(Lc)                                                           \
+    for (int64_t j = j0; j < j1; j += 2) {                                                   \
+        const int nr = j + 1 < j1 ? 2 : 1;                                                   \
+        int64_t i = i0;                                                                      \
+        if (nr == 2) {                                                                       \
+            for (; i + 1 < i1; i += 2) hbnn_avx2_xor_int_tile(g, Lc, 2, 2, i, j);            \
+            if (i < i1) hbnn_avx2_xor_int_tile(g, Lc, 1, 2, i, j);                           \
+        } else {                                                                             \
+            for (; i + 1 < i1; i += 2) hbnn_avx2_xor_int_tile(g, Lc, 2, 1, i, j);            \
+            if (i < i1) hbnn_avx2_xor_int_tile(g, Lc, 1, 1, i, j);                           \
+        }                                                                                    \
+    }
+
+HBNN_AVX2 static void hbnn_xor_int_gemm_avx2(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0,
+                                             int64_t j1)
+{
+    switch (g->L) {
+    case 16: HBNN_AVX2_XOR_INT_LOOP(16) break;
+    case 8: HBNN_AVX2_XOR_INT_LOOP(8) break;
+    default: hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1); break;
+    }
+}
+
+/* int8 GEMM (short blocks): a * w = |a| * (w with a's sign) as vpmaddubsw(|a|, vpsignb(w, a)), pairs
+ * at most 2 * 127 * 127 (no saturation), then vpmaddwd with ones into int32: 32 products per three
+ * instructions per (patch, filter) pair. Tile: MR patches x NR filters (MR <= 2, NR <= 4). */
+HBNN_AVX2_INLINE void hbnn_avx2_int8_tile(const hbnn_int8_args *g, const int MR, const int NR, int64_t i,
+                                          int64_t j)
+{
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256i acc[2][4];
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++) acc[r][c] = _mm256_setzero_si256();
+    const int8_t *a[2], *w[4];
+    for (int r = 0; r < MR; r++) a[r] = g->a + (i + r) * g->kpad;
+    for (int c = 0; c < NR; c++) w[c] = g->w + (j + c) * g->kpad;
+    for (int64_t k = 0; k < g->kpad; k += 32) {
+        __m256i va[2], aa[2];
+        for (int r = 0; r < MR; r++) {
+            va[r] = _mm256_loadu_si256((const __m256i *)(a[r] + k));
+            aa[r] = _mm256_abs_epi8(va[r]);
+        }
+        for (int c = 0; c < NR; c++) {
+            const __m256i vw = _mm256_loadu_si256((const __m256i *)(w[c] + k));
+            for (int r = 0; r < MR; r++) {
+                const __m256i p16 = _mm256_maddubs_epi16(aa[r], _mm256_sign_epi8(vw, va[r]));
+                acc[r][c] = _mm256_add_epi32(acc[r][c], _mm256_madd_epi16(p16, ones16));
+            }
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++)
+            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
+                                                               hbnn_avx2_hsum_epi32(acc[r][c]));
+}
+
+#define HBNN_AVX2_INT8_ROWS(NRc)                                                             \
+    do {                                                                                     \
+        int64_t i = i0;                                                                      \
+        for (; i + 1 < i1; i += 2) hbnn_avx2_int8_tile(g, 2, NRc, i, j);                     \
+        if (i < i1) hbnn_avx2_int8_tile(g, 1, NRc, i, j);                                    \
+    } while (0)
+
+HBNN_AVX2 static void hbnn_int8_gemm_avx2(const hbnn_int8_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    for (int64_t j = j0; j < j1; j += 4) {
+        switch (j1 - j < 4 ? j1 - j : 4) {
+        case 4: HBNN_AVX2_INT8_ROWS(4); break;
+        case 3: HBNN_AVX2_INT8_ROWS(3); break;
+        case 2: HBNN_AVX2_INT8_ROWS(2); break;
+        default: HBNN_AVX2_INT8_ROWS(1); break;
+        }
+    }
+}
+
 /* ---- fused binarize + pack --------------------------------------------------------------------- */
 
 HBNN_AVX2 static void hbnn_pack_rows_avx2(const float *x, int64_t rows, int64_t n, int64_t xstride,

@@ -760,4 +760,161 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
     }
 }
 
+/* ---- integer scales (docs/DESIGN.md, section 9) ------------------------------------------------ */
+/* int-xor, block levels every 16 bits (L = 16) or 8 (L = 8), per 128 bits of a (patch, filter) pair:
+ * EOR, CNT, UADDLP to 16-bit block counts (L = 16; UXTL for bytes), t = qa * len - pop * (2 * qa) by
+ * one MLS on int16 lanes (|t| <= 127 * 16), then two SMLAL of t with the filter's levels into int32
+ * lanes: six operations per 128 binary products at L = 16, and no float work until the output.
+ * int8 (short blocks): SMULL + SMLAL of signed bytes (two products <= 2 * 127 * 127 fit int16),
+ * SADALP into int32: three operations per 16 products. (SDOT would be one, on cores with the dot
+ * product extension; the builds here target plain armv8-a / armv7, so it is not used.)
+ * Tiles: 2 patches x 2 filters (int-xor), 2 x 4 on aarch64 / 2 x 2 on armv7 (int8). */
+
+HBNN_NEON_INLINE int32_t hbnn_neon_hsum_s32(int32x4_t v)
+{
+#if defined(__aarch64__)
+    return vaddvq_s32(v);
+#else
+    int32x2_t s = vadd_s32(vget_low_s32(v), vget_high_s32(v));
+    return vget_lane_s32(vpadd_s32(s, s), 0);
+#endif
+}
+
+HBNN_NEON_INLINE int32x4_t hbnn_neon_mlal8(int32x4_t acc, int16x8_t t, int16x8_t q)
+{
+    acc = vmlal_s16(acc, vget_low_s16(t), vget_low_s16(q));
+    return vmlal_s16(acc, vget_high_s16(t), vget_high_s16(q));
+}
+
+HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
+                                             int64_t i, int64_t j)
+{
+    int32x4_t acc[2][2];
+    const uint64_t *a[2], *b[2];
+    const int16_t *aq[2], *bq[2];
+    for (int r = 0; r < MR; r++) {
+        a[r] = g->a + (i + r) * g->kwords;
+        aq[r] = g->aq + (i + r) * g->nblk;
+        for (int c = 0; c < NR; c++) acc[r][c] = vdupq_n_s32(0);
+    }
+    for (int c = 0; c < NR; c++) {
+        b[c] = g->b + (j + c) * g->kwords;
+        bq[c] = g->bq + (j + c) * g->nblk;
+    }
+    const int64_t chunks = g->kwords / 2;  /* 128-bit chunks */
+    const int halves = L == 8 ? 2 : 1;      /* int16x8 vectors of levels per chunk */
+    for (int64_t k = 0; k < chunks; k++) {
+        const int64_t blk = k * 8 * halves;
+        int16x8_t ql[2][2], q2[2][2], qb[2][2];
+        uint64x2_t va[2], vb[2];
+        for (int h = 0; h < halves; h++) {
+            const int16x8_t len = vld1q_s16(g->qlen + blk + 8 * h);
+            for (int r = 0; r < MR; r++) {
+                const int16x8_t q = vld1q_s16(aq[r] + blk + 8 * h);
+                ql[r][h] = vmulq_s16(q, len);
+                q2[r][h] = vaddq_s16(q, q);
+            }
+            for (int c = 0; c < NR; c++) qb[c][h] = vld1q_s16(bq[c] + blk + 8 * h);
+        }
+        for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + 2 * k);
+        for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + 2 * k);
+        for (int r = 0; r < MR; r++)
+            for (int c = 0; c < NR; c++) {
+                const uint8x16_t cnt = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(va[r], vb[c])));
+                if (L == 16) {
+                    const int16x8_t pop = vreinterpretq_s16_u16(vpaddlq_u8(cnt));
+                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][0], pop, q2[r][0]), qb[c][0]);
+                } else {
+                    const int16x8_t p0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(cnt)));
+                    const int16x8_t p1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(cnt)));
+                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][0], p0, q2[r][0]), qb[c][0]);
+                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][1], p1, q2[r][1]), qb[c][1]);
+                }
+            }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++)
+            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
+                                                               hbnn_neon_hsum_s32(acc[r][c]));
+}
+
+#define HBNN_NEON_XOR_INT_LOOP(Lc)                                                           \
+    for (int64_t j = j0; j < j1; j += 2) {                                                   \
+        const int nr = j + 1 < j1 ? 2 : 1;                                                   \
+        int64_t i = i0;                                                                      \
+        if (nr == 2) {                                                                       \
+            for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, 2, i, j);            \
+            if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, 2, i, j);                           \
+        } else {                                                                             \
+            for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, 1, i, j);            \
+            if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, 1, i, j);                           \
+        }                                                                                    \
+    }
+
+static void hbnn_xor_int_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    switch (g->L) {
+    case 16: HBNN_NEON_XOR_INT_LOOP(16) break;
+    case 8: HBNN_NEON_XOR_INT_LOOP(8) break;
+    default: hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1); break;
+    }
+}
+
+#if defined(__aarch64__)
+#define HBNN_NEON_INT8_NR 4
+#else
+#define HBNN_NEON_INT8_NR 2
+#endif
+
+HBNN_NEON_INLINE void hbnn_neon_int8_tile(const hbnn_int8_args *g, const int MR, const int NR, int64_t i, int64_t j)
+{
+    int32x4_t acc[2][HBNN_NEON_INT8_NR];
+    const int8_t *a[2], *w[HBNN_NEON_INT8_NR];
+    for (int r = 0; r < MR; r++) {
+        a[r] = g->a + (i + r) * g->kpad;
+        for (int c = 0; c < NR; c++) acc[r][c] = vdupq_n_s32(0);
+    }
+    for (int c = 0; c < NR; c++) w[c] = g->w + (j + c) * g->kpad;
+    for (int64_t k = 0; k < g->kpad; k += 16) {
+        int8x16_t va[2];
+        for (int r = 0; r < MR; r++) va[r] = vld1q_s8(a[r] + k);
+        for (int c = 0; c < NR; c++) {
+            const int8x16_t vw = vld1q_s8(w[c] + k);
+            for (int r = 0; r < MR; r++) {
+                int16x8_t p = vmull_s8(vget_low_s8(va[r]), vget_low_s8(vw));
+                p = vmlal_s8(p, vget_high_s8(va[r]), vget_high_s8(vw));
+                acc[r][c] = vpadalq_s16(acc[r][c], p);
+            }
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++)
+            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
+                                                               hbnn_neon_hsum_s32(acc[r][c]));
+}
+
+#define HBNN_NEON_INT8_ROWS(NRc)                                                             \
+    do {                                                                                     \
+        int64_t i = i0;                                                                      \
+        for (; i + 1 < i1; i += 2) hbnn_neon_int8_tile(g, 2, NRc, i, j);                     \
+        if (i < i1) hbnn_neon_int8_tile(g, 1, NRc, i, j);                                    \
+    } while (0)
+
+static void hbnn_int8_gemm_neon(const hbnn_int8_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    for (int64_t j = j0; j < j1; j += HBNN_NEON_INT8_NR) {
+        switch (j1 - j < HBNN_NEON_INT8_NR ? j1 - j : HBNN_NEON_INT8_NR) {
+#if HBNN_NEON_INT8_NR == 4
+        case 4: HBNN_NEON_INT8_ROWS(4); break;
+        case 3: HBNN_NEON_INT8_ROWS(3); break;
+#endif
+        case 2: HBNN_NEON_INT8_ROWS(2); break;
+        default: HBNN_NEON_INT8_ROWS(1); break;
+        }
+    }
+}
+
+#define HBNN_NEON_XOR_INT_GEMM hbnn_xor_int_gemm_neon
+#define HBNN_NEON_INT8_GEMM hbnn_int8_gemm_neon
+
 #endif

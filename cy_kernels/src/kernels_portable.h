@@ -76,6 +76,62 @@ static void hbnn_xor_gemm_portable(const hbnn_xor_args *g, int64_t i0, int64_t i
     }
 }
 
+/* ---- integer scales (docs/DESIGN.md, section 9) ----------------------------------------------- */
+
+/* The level of one float scale: v = s * inv; 0 for NaN and v <= 0, 127 for v >= 127, else v rounded
+ * to nearest, ties to even: adding and subtracting 2^23 rounds a float in [0, 2^22) that way in the
+ * default rounding mode (plain float operations, no excess precision on SSE or VFP). */
+static inline int16_t hbnn_level(float s, float inv)
+{
+    const float v = s * inv;
+    if (!(v > 0.0f)) return 0;
+    if (v >= (float)HBNN_LEVEL_MAX) return HBNN_LEVEL_MAX;
+    const float r = (v + 8388608.0f) - 8388608.0f;
+    return (int16_t)r;
+}
+
+static inline float hbnn_int_output(const hbnn_epilogue *ep, const float *col_scale, int64_t j, int32_t acc)
+{
+    return hbnn_apply_epilogue(ep, j, (float)acc * col_scale[j]);
+}
+
+/* Any block width: acc += aq * bq * (len - 2 * pop) per block, in int32. */
+static void hbnn_xor_int_gemm_portable(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    const int per_word = 64 / g->L;
+    for (int64_t i = i0; i < i1; i++) {
+        const uint64_t *a = g->a + i * g->kwords;
+        const int16_t *aq = g->aq + i * g->nblk;
+        for (int64_t j = j0; j < j1; j++) {
+            const uint64_t *b = g->b + j * g->kwords;
+            const int16_t *bq = g->bq + j * g->nblk;
+            int32_t acc = 0;
+            for (int64_t w = 0; w < g->kwords; w++) {
+                const uint64_t x = a[w] ^ b[w];
+                for (int t = 0; t < per_word; t++) {
+                    const int64_t blk = w * per_word + t;
+                    const int32_t d = g->qlen[blk] - 2 * hbnn_block_pop(x, t, g->L);
+                    acc += (int32_t)aq[blk] * (int32_t)bq[blk] * d;
+                }
+            }
+            g->out[i * g->ldo + j] = hbnn_int_output(&g->ep, g->col_scale, j, acc);
+        }
+    }
+}
+
+static void hbnn_int8_gemm_portable(const hbnn_int8_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        const int8_t *a = g->a + i * g->kpad;
+        for (int64_t j = j0; j < j1; j++) {
+            const int8_t *w = g->w + j * g->kpad;
+            int32_t acc = 0;
+            for (int64_t k = 0; k < g->k; k++) acc += (int32_t)a[k] * (int32_t)w[k];
+            g->out[i * g->ldo + j] = hbnn_int_output(&g->ep, g->col_scale, j, acc);
+        }
+    }
+}
+
 static void hbnn_sign_gemm_portable(const hbnn_sign_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
                                     float *scratch)
 {

@@ -25,17 +25,18 @@
 
 static const hbnn_backend portable_backend = {
     "portable", hbnn_xor_gemm_portable, hbnn_sign_gemm_portable, hbnn_pack_rows_portable,
-    hbnn_dense_gemm_portable, NULL};
+    hbnn_dense_gemm_portable, NULL, hbnn_xor_int_gemm_portable, hbnn_int8_gemm_portable};
 
 #ifdef HBNN_HAVE_AVX2
 static const hbnn_backend avx2_backend = {
     "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2,
-    hbnn_sign_panel_avx2};
+    hbnn_sign_panel_avx2, hbnn_xor_int_gemm_avx2, hbnn_int8_gemm_avx2};
 /* AVX-512: its own GEMMs and sign panels; the packers are AVX2's (an AVX-512 packer measured the same:
- * packing is bound by reading the activations). */
+ * packing is bound by reading the activations). The integer-scale GEMMs are AVX2's too: no AVX-512
+ * integer kernel yet (none could be tested on the machines at hand). */
 static const hbnn_backend avx512_backend = {
     "avx512", hbnn_xor_gemm_avx512, hbnn_sign_gemm_avx512, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx512,
-    hbnn_sign_panel_avx512};
+    hbnn_sign_panel_avx512, hbnn_xor_int_gemm_avx2, hbnn_int8_gemm_avx2};
 
 static int hbnn_cpu_has_avx2(void)
 {
@@ -52,9 +53,17 @@ static int hbnn_cpu_has_avx512(void)
 #endif
 
 #ifdef HBNN_HAVE_NEON
+/* kernels_neon.h defines these when it has its own integer-scale kernels */
+#ifndef HBNN_NEON_XOR_INT_GEMM
+#define HBNN_NEON_XOR_INT_GEMM hbnn_xor_int_gemm_portable
+#endif
+#ifndef HBNN_NEON_INT8_GEMM
+#define HBNN_NEON_INT8_GEMM hbnn_int8_gemm_portable
+#endif
 static const hbnn_backend neon_backend = {
     "neon", hbnn_xor_gemm_neon, hbnn_sign_gemm_neon, hbnn_pack_rows_neon, hbnn_dense_gemm_neon,
-    NULL  /* sign_panel: the NEON sign GEMM builds its panels per tile */
+    NULL,  /* sign_panel: the NEON sign GEMM builds its panels per tile */
+    HBNN_NEON_XOR_INT_GEMM, HBNN_NEON_INT8_GEMM
 };
 #endif
 
@@ -143,11 +152,24 @@ static void hbnn_run_tiles(const hbnn_backend *be, const void *args, hbnn_tile_f
     }
 }
 
+void hbnn_xor_gemm_tile(const hbnn_backend *be, const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    if (g->aq) be->xor_int_gemm(g, i0, i1, j0, j1);
+    else be->xor_gemm(g, i0, i1, j0, j1);
+}
+
 static void hbnn_xor_tile(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
                           int64_t j1, float *scratch)
 {
     (void)scratch;
-    be->xor_gemm((const hbnn_xor_args *)args, i0, i1, j0, j1);
+    hbnn_xor_gemm_tile(be, (const hbnn_xor_args *)args, i0, i1, j0, j1);
+}
+
+static void hbnn_int8_tile(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
+                           int64_t j1, float *scratch)
+{
+    (void)scratch;
+    be->int8_gemm((const hbnn_int8_args *)args, i0, i1, j0, j1);
 }
 
 static void hbnn_sign_tile(const hbnn_backend *be, const void *args, int64_t i0, int64_t i1, int64_t j0,
@@ -170,6 +192,79 @@ void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads)
 {
     hbnn_run_tiles(be, g, hbnn_xor_tile, g->m, g->n, HBNN_TILE_M, HBNN_TILE_N, threads,
                    g->m * g->n * g->kwords * 64 >= HBNN_MIN_PARALLEL_BINARY_MACS, 0);
+}
+
+void hbnn_int8_gemm(const hbnn_backend *be, const hbnn_int8_args *g, int threads)
+{
+    hbnn_run_tiles(be, g, hbnn_int8_tile, g->m, g->n, HBNN_PANEL_TILE_M, HBNN_PANEL, threads,
+                   g->m * g->n * g->kpad * 4 >= HBNN_MIN_PARALLEL_BINARY_MACS, 0);
+}
+
+void hbnn_quantize_levels(const float *s, int64_t n, float inv, int16_t *q)
+{
+    for (int64_t t = 0; t < n; t++) q[t] = hbnn_level(s[t], inv);
+}
+
+/* The scale of each segment exactly as the packers compute it (affine first, |v| summed in double,
+ * divided by the true length, rounded to float), then its level, then level * sign per element. */
+void hbnn_binarize_int8(const float *x, int64_t rows, int64_t n, const float *in_scale, const float *in_bias,
+                        int64_t seg, float inv, int8_t *out)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *row = x + r * n;
+        int8_t *orow = out + r * n;
+        if (seg == 2) {
+            /* the common short segment (beta_a = 2): the affine once per element, the double sum of two */
+            int64_t j = 0;
+            for (; j + 1 < n; j += 2) {
+                const float a = hbnn_affine(row, in_scale, in_bias, j), b = hbnn_affine(row, in_scale, in_bias, j + 1);
+                const int8_t q = (int8_t)hbnn_level((float)(((double)fabsf(a) + (double)fabsf(b)) / 2.0), inv);
+                orow[j] = a < 0.0f ? (int8_t)-q : q;
+                orow[j + 1] = b < 0.0f ? (int8_t)-q : q;
+            }
+            if (j < n) {
+                const float a = hbnn_affine(row, in_scale, in_bias, j);
+                const int8_t q = (int8_t)hbnn_level((float)(double)fabsf(a), inv);
+                orow[j] = a < 0.0f ? (int8_t)-q : q;
+            }
+            continue;
+        }
+        for (int64_t start = 0; start < n; start += seg) {
+            const int64_t end = start + seg < n ? start + seg : n;
+            double sum = 0.0;
+            for (int64_t j = start; j < end; j++) sum += fabs((double)hbnn_affine(row, in_scale, in_bias, j));
+            const int8_t q = (int8_t)hbnn_level((float)(sum / (double)(end - start)), inv);
+            for (int64_t j = start; j < end; j++) orow[j] = hbnn_affine(row, in_scale, in_bias, j) < 0.0f ? (int8_t)-q : q;
+        }
+    }
+}
+
+void hbnn_im2col_int8_rows(const int8_t *x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t kh,
+                           int64_t kw, int64_t stride, int64_t pad, int64_t oh, int64_t ow, int8_t *dst,
+                           int64_t row_len, int64_t by0, int64_t by1)
+{
+    (void)batch;  /* the rows [by0, by1) of batch * oh say which images */
+    for (int64_t by = by0; by < by1; by++) {
+        const int64_t b = by / oh, oy = by % oh;
+        for (int64_t ox = 0; ox < ow; ox++) {
+            int8_t *d = dst + (by * ow + ox) * row_len;
+            const int64_t ix0 = ox * stride - pad;
+            for (int64_t ky = 0; ky < kh; ky++) {
+                const int64_t iy = oy * stride + ky - pad;
+                if (iy >= 0 && iy < h && ix0 >= 0 && ix0 + kw <= w) {  /* the whole kernel row is inside */
+                    memcpy(d + ky * kw * c, x + ((b * h + iy) * w + ix0) * c, (size_t)(kw * c));
+                    continue;
+                }
+                for (int64_t kx = 0; kx < kw; kx++) {
+                    const int64_t ix = ox * stride + kx - pad;
+                    int8_t *dk = d + (ky * kw + kx) * c;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= w) memset(dk, 0, (size_t)c);
+                    else memcpy(dk, x + ((b * h + iy) * w + ix) * c, (size_t)c);
+                }
+            }
+            memset(d + kh * kw * c, 0, (size_t)(row_len - kh * kw * c));
+        }
+    }
 }
 
 /* The sign GEMM expands 16 filters' sign bits and scales into a float panel per tile. */
@@ -227,6 +322,10 @@ static void hbnn_pack_image_row(const hbnn_backend *be, const hbnn_conv_geometry
     be->pack_rows(cg->x + by * cg->w * cg->c, cg->w, cg->c, cg->c, cg->in_scale, cg->in_bias, cg->seg,
                   cg->img_bits + pix * cg->pix_words, cg->pix_words, cg->img_scales + pix * cg->pix_blk,
                   cg->pix_blk, L);
+    /* integer scales: the row's block levels, once per pixel (not once per im2col copy) */
+    if (cg->img_levels)
+        hbnn_quantize_levels(cg->img_scales + pix * cg->pix_blk, cg->w * cg->pix_blk, cg->inv_act,
+                             cg->img_levels + pix * cg->pix_blk);
 }
 
 /* The im2col rows of one output image row: kh runs of kw packed pixels each, copied as words. */
@@ -238,13 +337,25 @@ static void hbnn_im2col_bits_row(const hbnn_conv_geometry *cg, const hbnn_xor_ar
     for (int64_t x = 0; x < cg->ow; x++) {
         const int64_t r = by * cg->ow + x;
         uint64_t *drow = (uint64_t *)g->a + r * g->kwords;
-        float *srow = (float *)g->as + r * g->nblk;
         for (int64_t ky = 0; ky < cg->kh; ky++) {
             const int64_t pix = (b * hp + y * cg->stride + ky) * wp + x * cg->stride;
             memcpy(drow + ky * run_words, cg->img_bits + pix * cg->pix_words, (size_t)run_words * sizeof(uint64_t));
-            memcpy(srow + ky * run_blk, cg->img_scales + pix * cg->pix_blk, (size_t)run_blk * sizeof(float));
         }
         for (int64_t w = cg->kh * run_words; w < g->kwords; w++) drow[w] = 0;
+        if (g->aq) {
+            int16_t *qrow = g->aq + r * g->nblk;
+            for (int64_t ky = 0; ky < cg->kh; ky++) {
+                const int64_t pix = (b * hp + y * cg->stride + ky) * wp + x * cg->stride;
+                memcpy(qrow + ky * run_blk, cg->img_levels + pix * cg->pix_blk, (size_t)run_blk * sizeof(int16_t));
+            }
+            for (int64_t s = cg->kh * run_blk; s < g->nblk; s++) qrow[s] = 0;
+            continue;
+        }
+        float *srow = (float *)g->as + r * g->nblk;
+        for (int64_t ky = 0; ky < cg->kh; ky++) {
+            const int64_t pix = (b * hp + y * cg->stride + ky) * wp + x * cg->stride;
+            memcpy(srow + ky * run_blk, cg->img_scales + pix * cg->pix_blk, (size_t)run_blk * sizeof(float));
+        }
         for (int64_t s = cg->kh * run_blk; s < g->nblk; s++) srow[s] = 0.0f;
     }
 }
@@ -259,8 +370,8 @@ void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const h
         for (int64_t by = 0; by < cg->batch * cg->oh; by++) hbnn_im2col_bits_row(cg, g, by);
         for (int64_t t = 0; t < tiles; t++) {
             const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
-            be->xor_gemm(g, i0, i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m, j0,
-                         j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n);
+            hbnn_xor_gemm_tile(be, g, i0, i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m, j0,
+                               j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n);
         }
         return;
     }
@@ -282,8 +393,8 @@ void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const h
 #endif
         for (int64_t t = 0; t < tiles; t++) {
             const int64_t i0 = (t / tj) * HBNN_TILE_M, j0 = (t % tj) * HBNN_TILE_N;
-            be->xor_gemm(g, i0, i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m, j0,
-                         j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n);
+            hbnn_xor_gemm_tile(be, g, i0, i0 + HBNN_TILE_M < g->m ? i0 + HBNN_TILE_M : g->m, j0,
+                               j0 + HBNN_TILE_N < g->n ? j0 + HBNN_TILE_N : g->n);
         }
     }
 }

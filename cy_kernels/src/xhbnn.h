@@ -55,7 +55,37 @@ typedef struct {
     int64_t run;
     int64_t nrun;
     const float *run_len; /* nrun: real elements per run */
+    /* Integer scales (docs/DESIGN.md, section 9), when aq != NULL: blocks carry int16 levels (0..127)
+     * instead of float scales (the GEMM reads aq, bq, qlen; no runs), and per output
+     *   out[i][j] = epilogue((float)(int32) sum_b aq[i][b] * bq[j][b] * (qlen[b] - 2 * pop_b) * col_scale[j])
+     * exact in int32 for K <= HBNN_MAX_INT_K. A dense layer's packer writes float block scales to `as`
+     * first, then hbnn_quantize_levels(as, ..., inv_act, aq); a conv quantizes its packed image instead. */
+    int16_t *aq;          /* m rows x nblk */
+    const int16_t *bq;    /* n rows x nblk */
+    const int16_t *qlen;  /* nblk */
+    const float *col_scale;  /* n: float32(act_factor * factor[j]) */
+    float inv_act;        /* 1.0f / act_factor */
 } hbnn_xor_args;
+
+#define HBNN_LEVEL_MAX 127
+#define HBNN_MAX_INT_K 133144   /* (2^31 - 1) / (127 * 127) */
+#define HBNN_INT8_PAD 32        /* int8 GEMM rows are padded to 32 bytes (zero) */
+
+/* Integer scales with blocks below 8 bits (e.g. beta_a = 2): an int8 GEMM of the activations'
+ * level * sign against the weights' level * sign, expanded per element:
+ *   out[i][j] = epilogue((float)(int32) sum_k a[i][k] * w[j][k] * col_scale[j]) */
+typedef struct {
+    const int8_t *a;      /* m rows x kpad (zero tail) */
+    int64_t m;
+    int64_t k;            /* real row length */
+    int64_t kpad;         /* k rounded up to HBNN_INT8_PAD */
+    const int8_t *w;      /* n rows x kpad (zero tail) */
+    int64_t n;
+    const float *col_scale;
+    float *out;           /* out[i * ldo + j] */
+    int64_t ldo;
+    hbnn_epilogue ep;
+} hbnn_int8_args;
 
 typedef struct {
     const float *f;       /* m rows x kpad floats (zero tail) */
@@ -115,6 +145,7 @@ typedef void (*hbnn_sign_gemm_fn)(const hbnn_sign_args *g, int64_t i0, int64_t i
                                   float *scratch);
 typedef void (*hbnn_sign_panel_fn)(const hbnn_sign_args *g, int64_t j, int64_t nf, float *panel);
 typedef void (*hbnn_dense_gemm_fn)(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
+typedef void (*hbnn_int8_gemm_fn)(const hbnn_int8_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
 typedef void (*hbnn_pack_rows_fn)(const float *x, int64_t rows, int64_t n, int64_t xstride,
                                   const float *in_scale, const float *in_bias, int64_t seg,
                                   uint64_t *bits, int64_t bstride, float *scales, int64_t sstride, int L);
@@ -126,6 +157,8 @@ typedef struct {
     hbnn_pack_rows_fn pack_rows;
     hbnn_dense_gemm_fn dense_gemm;  /* j0 is a multiple of HBNN_PANEL */
     hbnn_sign_panel_fn sign_panel;  /* optional (NULL): builds the panel that sign_gemm reads */
+    hbnn_xor_gemm_fn xor_int_gemm;  /* integer scales, block levels every 8 or 16 bits (g->L) */
+    hbnn_int8_gemm_fn int8_gemm;    /* integer scales, short blocks */
 } hbnn_backend;
 
 /* Entry points used by the Cython front end (xhbnn.c). */
@@ -139,6 +172,19 @@ int64_t hbnn_sign_panel_floats(const hbnn_sign_args *g);
  * when the backend reads no prebuilt panels (then leave g->panels NULL). */
 int hbnn_sign_build_panels(const hbnn_backend *be, const hbnn_sign_args *g, float *out);
 void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads);
+/* One tile of the xor GEMM: the integer kernel when g->aq is set, else the float one. */
+void hbnn_xor_gemm_tile(const hbnn_backend *be, const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1);
+void hbnn_int8_gemm(const hbnn_backend *be, const hbnn_int8_args *g, int threads);
+/* Levels of n float scales: v = s * inv; 0 if v is NaN or <= 0, 127 if v >= 127, else v rounded to
+ * nearest even (docs/DESIGN.md, section 9). */
+void hbnn_quantize_levels(const float *s, int64_t n, float inv, int16_t *q);
+/* Rows of n floats (optional affine first) to int8 level * sign per element, segment length seg. */
+void hbnn_binarize_int8(const float *x, int64_t rows, int64_t n, const float *in_scale, const float *in_bias,
+                        int64_t seg, float inv, int8_t *out);
+/* im2col over int8 NHWC (zero padding), rows of row_len bytes (zero tail), output image rows [by0, by1). */
+void hbnn_im2col_int8_rows(const int8_t *x, int64_t batch, int64_t h, int64_t w, int64_t c, int64_t kh,
+                           int64_t kw, int64_t stride, int64_t pad, int64_t oh, int64_t ow, int8_t *dst,
+                           int64_t row_len, int64_t by0, int64_t by1);
 void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads);
 void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads);
 void hbnn_pack_rows(const hbnn_backend *be, const float *x, int64_t rows, int64_t n, int64_t xstride,
@@ -157,6 +203,10 @@ typedef struct {
     float *img_scales;
     int64_t pix_words, pix_blk;
     int64_t kh, kw, stride, oh, ow;
+    /* integer scales: the packed image's block levels (zero border), quantized from img_scales with
+     * inv_act as each image row is packed; the im2col then copies levels, not scales. NULL: float. */
+    int16_t *img_levels;
+    float inv_act;
 } hbnn_conv_geometry;
 
 void hbnn_conv_xor(const hbnn_backend *be, const hbnn_conv_geometry *cg, const hbnn_xor_args *g, int threads);

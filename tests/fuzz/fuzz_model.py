@@ -63,7 +63,8 @@ STAGES = [
     ("safetensors", r"safetensors"),
     ("graph-json", r"JSON in the graph metadata"),
     ("tensor-set", r"graph's tensors exactly|Expected tensor '.*' as (U64|F32)"),
-    ("values", r"finite values in tensor|scales >= 0|padding bits|packed weights"),
+    ("values", r"finite values in tensor|scales >= 0|padding bits|packed weights|integer-scale (levels|factors)"
+               r"|padding bytes"),
     ("shapes", r"activations|input to|to fit its|weights with (C|K)=|class scores|labels \(one per output\)"
                r"|used once|weight_shape$"),
     ("graph", r""),

@@ -1,0 +1,197 @@
+"""Integer-scale layers in .hbn files (format 1.1) and in the runtime: written, validated, run exactly."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cy_kernels import reference_int as ri
+from edge.errors import ModelFormatError
+from edge.format import FORMAT_NAME, _write_container, read_hbn, write_hbn
+from int_fakes import int_lenet
+from model_fakes import random_lenet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture()
+def int_path(tmp_path):
+    path = tmp_path / "int.hbn"
+    write_hbn(path, *int_lenet(16, 2, seed=4))
+    return path
+
+
+def test_int_model_round_trip(int_path):
+    m = read_hbn(int_path)
+    assert m.version == (1, 1)
+    conv2 = next(layer for layer in m.graph["layers"] if layer["name"] == "conv2")
+    assert conv2["int_scales"] is True
+    assert m.tensors["conv2.weight.levels"].dtype == np.uint64 and m.tensors["conv2.weight.levels"].shape == (50, 4)
+    assert m.tensors["conv2.weight.factors"].shape == (50,) and m.tensors["conv2.weight.act_factor"].shape == (1,)
+    assert "conv2.weight.scales" not in m.tensors
+    pw = m.weights["conv2"]
+    graph, tensors = int_lenet(16, 2, seed=4)
+    bits, levels, factors = ri.pack_rows_int(tensors["conv2.weight"].reshape(50, -1), 16)
+    np.testing.assert_array_equal(pw.levels, levels)
+    np.testing.assert_array_equal(pw.factors, factors)
+    np.testing.assert_array_equal(pw.bits, bits)
+    assert pw.act_factor == np.float32(0.03)
+
+
+def test_float_scale_models_stay_format_1_0(tmp_path):
+    path = tmp_path / "f.hbn"
+    write_hbn(path, *random_lenet(16, 2, seed=4))
+    m = read_hbn(path)
+    assert m.version == (1, 0) and not any("int_scales" in layer for layer in m.graph["layers"])
+
+
+def test_int_file_is_smaller_than_float_scales(tmp_path, int_path):
+    path = tmp_path / "f.hbn"
+    write_hbn(path, *random_lenet(16, 2, seed=4))
+    fm, im = read_hbn(path), read_hbn(int_path)
+    # fc3: 500 x 800 weights, 50 segments per row: 1 bit + 8/16 bits per weight instead of 1 + 32/16
+    # (plus the rows' padding to whole words and one factor per filter)
+    int_bytes = sum(im.tensors[n].nbytes for n in im.tensors if n.startswith("fc3.weight"))
+    float_bytes = sum(fm.tensors[n].nbytes for n in fm.tensors if n.startswith("fc3.weight"))
+    assert int_bytes == 500 * 13 * 8 + 500 * 7 * 8 + 500 * 4 + 4
+    assert int_bytes * 8 / (500 * 800) < 1.65 and float_bytes / int_bytes > 1.8
+    assert os.path.getsize(int_path) < 0.66 * os.path.getsize(path)
+
+
+def _raw(tmp_path, edit_graph=None, edit_arrays=None, version="1.1"):
+    good = tmp_path / "good.hbn"
+    write_hbn(good, *int_lenet(16, 2, seed=5))
+    m = read_hbn(good)
+    g = json.loads(json.dumps(m.graph))
+    arrays = {k: np.array(v) for k, v in m.tensors.items()}
+    if edit_graph:
+        edit_graph(g)
+    if edit_arrays:
+        edit_arrays(arrays)
+    meta = {"format": FORMAT_NAME, "format_version": version, "graph": json.dumps(g), "metadata": "{}"}
+    path = tmp_path / "bad.hbn"
+    _write_container(path, arrays, meta, verify=False)
+    return path
+
+
+def _set_level(a, value, name="conv2", byte=0):
+    raw = a[name + ".weight.levels"].view(np.uint8)
+    raw[0, byte] = value
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"version": "1.0"}, r"Expected format version 1.1 or later for integer-scale layers, got 1.0"),
+    ({"edit_arrays": lambda a: _set_level(a, 128)}, r"levels in 0..127 in conv2.weight.levels, got 128"),
+    ({"edit_arrays": lambda a: _set_level(a, 1, "fc3", byte=52)}, r"zero padding bytes past 50 levels in fc3"),
+    ({"edit_arrays": lambda a: a["conv2.weight.factors"].__setitem__(3, 0.0)}, r"factors > 0"),
+    ({"edit_arrays": lambda a: a["fc3.weight.act_factor"].__setitem__(0, -1.0)}, r"factors > 0"),
+    ({"edit_arrays": lambda a: a["fc3.weight.factors"].__setitem__(0, np.inf)}, r"finite values"),
+    ({"edit_arrays": lambda a: a.pop("fc3.weight.act_factor")}, r"missing \['fc3.weight.act_factor'\]"),
+    ({"edit_arrays": lambda a: a.__setitem__("fc3.weight.scales", np.zeros((500, 50), np.float32))},
+     r"extra \['fc3.weight.scales'\]"),
+    ({"edit_arrays": lambda a: a.__setitem__("fc3.weight.levels", a["fc3.weight.levels"][:, :3].copy())},
+     r"fc3.weight.levels' as U64 \[500, 7\]"),
+    ({"edit_graph": lambda g: g["layers"][3].__setitem__("int_scales", "yes")}, r"int_scales to be true or false"),
+    ({"edit_graph": lambda g: g["layers"][3].__setitem__("beta_a", 1)}, r"integer scales to have beta_w and beta_a > 1"),
+])
+def test_reader_validates_the_integer_fields(tmp_path, kw, message):
+    path = _raw(tmp_path, **kw)
+    with pytest.raises(ModelFormatError, match=message):
+        read_hbn(path)
+
+
+def test_writer_refuses_layers_beyond_the_int32_bound(tmp_path):
+    k = 33 * 33 * 123  # 133,947 > 133,144
+    graph = {"input": {"shape": [33, 33, 123]}, "labels": ["a", "b"], "layers": [
+        {"type": "flatten"},
+        {"type": "dense", "name": "d", "weight": "d.w", "bias": None, "beta_w": 16, "beta_a": 16,
+         "int_scales": True}]}
+    tensors = {"d.w": np.ones((2, k), np.float32), "d.w.act_factor": np.array([0.1], np.float32)}
+    with pytest.raises(ModelFormatError, match=r"at most K=133144 weights per output in layer 1 \(d\) with "
+                                               r"integer scales .*got K=133947"):
+        write_hbn(tmp_path / "m.hbn", graph, tensors)
+
+
+def test_writer_needs_the_activation_factor(tmp_path):
+    graph, tensors = int_lenet(16, 16)
+    del tensors["conv2.weight.act_factor"]
+    with pytest.raises(ModelFormatError, match=r"Expected tensor 'conv2.weight.act_factor'"):
+        write_hbn(tmp_path / "m.hbn", graph, tensors)
+    tensors["conv2.weight.act_factor"] = np.array([0.0], np.float32)
+    with pytest.raises(ModelFormatError, match=r"one float > 0"):
+        write_hbn(tmp_path / "m.hbn", graph, tensors)
+
+
+@pytest.mark.parametrize("bw,ba", [(16, 2), (16, 16), (64, 64), (None, None)])
+def test_runtime_matches_the_reference(tmp_path, bw, ba):
+    """Compiled kernels (whole frame, per op, threads: bit-identical to each other) against the NumPy
+    reference mode. The float first and last layers sum in another order than the reference (float64),
+    so the logits agree to float tolerance; the integer layers themselves are bit-exact
+    (tests/cy_kernels/test_int_kernels.py)."""
+    from edge.interpreter import Interpreter
+
+    path = tmp_path / "m.hbn"
+    write_hbn(path, *int_lenet(bw, ba, seed=6, softmax=False))
+    frames = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    ref = Interpreter(path, reference=True)
+    x = ref.preprocess(frames).reshape(5, 28, 28, 1)
+
+    def logits(it):
+        it.resize_tensor_input(0, [5, 28, 28, 1])
+        it.set_tensor(0, np.ascontiguousarray(x))
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])
+
+    want = logits(ref)
+    got = logits(Interpreter(path))
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * float(np.abs(want).max()))
+    np.testing.assert_array_equal(got.argmax(1), want.argmax(1))
+    for kwargs in ({"per_op": True}, {"num_threads": 2}):
+        np.testing.assert_array_equal(logits(Interpreter(path, **kwargs)), got)
+
+
+def test_inspect_shows_the_scale_mode(int_path, capsys):
+    from hbnn.cli import main
+
+    assert main(["inspect", str(int_path)]) == 0
+    out = capsys.readouterr().out
+    assert "hbn 1.1" in out
+    assert [line.split()[4] for line in out.splitlines() if line.split()[1:2] in (["conv2"], ["fc3"])] == ["int", "int"]
+    assert main(["inspect", str(int_path), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert {r["name"]: r["scales"] for r in s["layers"] if r["scales"]} == {"conv2": "int", "fc3": "int"}
+    # LeNet (16,2): float scales make the file ~9x smaller than float32, integer scales ~13x
+    assert s["ratio_vs_float32"] > 12 and s["minimum_bytes"] < s["file_bytes"] < 1.1 * s["minimum_bytes"]
+
+
+HIDDEN = '''
+import sys
+
+class HideExtension:
+    def find_spec(self, name, path=None, target=None):
+        if name == "cy_kernels._xhbnn":
+            raise ImportError("hidden by the test")
+
+sys.meta_path.insert(0, HideExtension())
+import numpy as np
+import cy_kernels.reference_int
+from edge.format import write_hbn
+from edge.interpreter import Interpreter
+sys.path.insert(0, "tests")
+from int_fakes import int_lenet
+
+write_hbn(sys.argv[1], *int_lenet(16, 2, seed=3))
+p = Interpreter(sys.argv[1], reference=True).predict(np.zeros((2, 28, 28), np.uint8))
+assert p.shape == (2, 10) and abs(float(p.sum()) - 2) < 1e-5
+'''
+
+
+@pytest.mark.no_emulation
+def test_int_models_write_and_run_on_the_reference_without_the_extension(tmp_path):
+    out = subprocess.run([sys.executable, "-c", HIDDEN, str(tmp_path / "m.hbn")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
