@@ -23,10 +23,12 @@ import numpy as np
 import cy_kernels.reference as ref
 from edge.format import write_hbn
 from edge.interpreter import Interpreter
+import cy_kernels.reference_int
 sys.path.insert(0, "tests")
-from model_fakes import random_lenet
+import int_fakes, model_fakes
 
-graph, tensors = random_lenet(16, 2, seed=3)
+fake = {"float": model_fakes.random_lenet, "int": int_fakes.int_lenet}[sys.argv[2]]
+graph, tensors = fake(16, 2, seed=3)
 write_hbn(sys.argv[1], graph, tensors)
 p = Interpreter(sys.argv[1], reference=True).predict(np.zeros((2, 28, 28), np.uint8))
 assert p.shape == (2, 10) and abs(float(p.sum()) - 2) < 1e-5
@@ -39,8 +41,9 @@ except ImportError as exc:
 
 
 @pytest.mark.no_emulation
-def test_reference_mode_and_model_writing_work_with_the_extension_hidden(tmp_path):
-    out = subprocess.run([sys.executable, "-c", HIDDEN, str(tmp_path / "m.hbn")], cwd=ROOT,
+@pytest.mark.parametrize("scales", ["float", "int"])  # int: integer-scale layers (DESIGN.md section 9)
+def test_reference_mode_and_model_writing_work_with_the_extension_hidden(tmp_path, scales):
+    out = subprocess.run([sys.executable, "-c", HIDDEN, str(tmp_path / "m.hbn"), scales], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "kernels: cy_kernels._xhbnn is not built" in out.stdout  # the import really was hidden

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,8 +12,6 @@ from edge.errors import ModelFormatError
 from edge.format import FORMAT_NAME, _write_container, read_hbn, write_hbn
 from int_fakes import int_lenet
 from model_fakes import random_lenet
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture()
@@ -166,32 +162,3 @@ def test_inspect_shows_the_scale_mode(int_path, capsys):
     assert {r["name"]: r["scales"] for r in s["layers"] if r["scales"]} == {"conv2": "int", "fc3": "int"}
     # LeNet (16,2): float scales make the file ~9x smaller than float32, integer scales ~13x
     assert s["ratio_vs_float32"] > 12 and s["minimum_bytes"] < s["file_bytes"] < 1.1 * s["minimum_bytes"]
-
-
-HIDDEN = '''
-import sys
-
-class HideExtension:
-    def find_spec(self, name, path=None, target=None):
-        if name == "cy_kernels._xhbnn":
-            raise ImportError("hidden by the test")
-
-sys.meta_path.insert(0, HideExtension())
-import numpy as np
-import cy_kernels.reference_int
-from edge.format import write_hbn
-from edge.interpreter import Interpreter
-sys.path.insert(0, "tests")
-from int_fakes import int_lenet
-
-write_hbn(sys.argv[1], *int_lenet(16, 2, seed=3))
-p = Interpreter(sys.argv[1], reference=True).predict(np.zeros((2, 28, 28), np.uint8))
-assert p.shape == (2, 10) and abs(float(p.sum()) - 2) < 1e-5
-'''
-
-
-@pytest.mark.no_emulation
-def test_int_models_write_and_run_on_the_reference_without_the_extension(tmp_path):
-    out = subprocess.run([sys.executable, "-c", HIDDEN, str(tmp_path / "m.hbn")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
