@@ -52,7 +52,9 @@ def test_soak_counts_results_that_change_for_the_same_frame():
             return np.roll(y, 1, axis=-1) if Drifting.calls >= 450 else y
 
     lines = []
+    # Only the drift detector is under test here: the RSS limit is lifted, since under emulated ARM
+    # the process's RSS also holds QEMU's translated code (it grew 2.0 MiB in one CI run on armv7).
     report = run_soak(Drifting(MODEL), CLIP, frames=400, window=200, warmup=100,
-                      link=None, out=lines.append)
+                      link=None, max_growth_mib=1024, out=lines.append)
     assert not report["ok"] and report["errors"]["changed_results"] > 0
     assert lines[-1].startswith("FAIL: errors: changed_results")
