@@ -75,3 +75,28 @@ def random_lenet(beta_w: Optional[int] = 16, beta_a: Optional[int] = 2, seed: in
              "input": {"shape": [28, 28, 1], "layout": "NHWC", "pixel_scale": 1 / 255,
                        "mean": [0.2860], "std": [0.3530]}}
     return graph, t
+
+
+def rewritten_hbn(tmp_path, graph, tensors, edit_graph=None, edit_arrays=None, edit_meta=None,
+                  version="1.0"):
+    """A checksummed .hbn whose content was edited after validation (what a buggy writer makes):
+    written and read back, the graph, arrays and container metadata edited, written unverified."""
+    import json
+
+    from edge.format import FORMAT_NAME, _write_container, read_hbn, write_hbn
+
+    good = tmp_path / "good.hbn"
+    write_hbn(good, graph, tensors)
+    m = read_hbn(good)
+    g = json.loads(json.dumps(m.graph))
+    arrays = {k: np.array(v) for k, v in m.tensors.items()}
+    if edit_graph:
+        edit_graph(g)
+    if edit_arrays:
+        edit_arrays(arrays)
+    meta = {"format": FORMAT_NAME, "format_version": version, "graph": json.dumps(g), "metadata": "{}"}
+    if edit_meta:
+        edit_meta(meta)
+    path = tmp_path / "bad.hbn"
+    _write_container(path, arrays, meta, verify=False)
+    return path

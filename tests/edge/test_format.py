@@ -10,8 +10,8 @@ import pytest
 
 from cy_kernels import reference as ref
 from edge.errors import ModelFormatError
-from edge.format import FORMAT_NAME, _write_container, read_hbn, write_hbn
-from model_fakes import random_lenet
+from edge.format import read_hbn, write_hbn
+from model_fakes import random_lenet, rewritten_hbn
 
 
 @pytest.fixture()
@@ -122,22 +122,7 @@ def test_writer_rejects_metadata_that_is_not_json(tmp_path, lenet):
 
 def _raw(tmp_path, lenet, edit_graph=None, edit_arrays=None, edit_meta=None):
     """A checksummed file whose content was edited after validation (what a buggy writer makes)."""
-    graph, tensors = lenet
-    good = tmp_path / "good.hbn"
-    write_hbn(good, graph, tensors)
-    m = read_hbn(good)
-    g = json.loads(json.dumps(m.graph))
-    arrays = {k: np.array(v) for k, v in m.tensors.items()}
-    if edit_graph:
-        edit_graph(g)
-    if edit_arrays:
-        edit_arrays(arrays)
-    meta = {"format": FORMAT_NAME, "format_version": "1.0", "graph": json.dumps(g), "metadata": "{}"}
-    if edit_meta:
-        edit_meta(meta)
-    path = tmp_path / "bad.hbn"
-    _write_container(path, arrays, meta, verify=False)
-    return path
+    return rewritten_hbn(tmp_path, *lenet, edit_graph, edit_arrays, edit_meta)
 
 
 @pytest.mark.parametrize("kw, message", [

@@ -9,9 +9,9 @@ import pytest
 
 from cy_kernels import reference_int as ri
 from edge.errors import ModelFormatError
-from edge.format import FORMAT_NAME, _write_container, read_hbn, write_hbn
+from edge.format import read_hbn, write_hbn
 from int_fakes import int_lenet
-from model_fakes import random_lenet
+from model_fakes import random_lenet, rewritten_hbn
 
 
 @pytest.fixture()
@@ -59,19 +59,7 @@ def test_int_file_is_smaller_than_float_scales(tmp_path, int_path):
 
 
 def _raw(tmp_path, edit_graph=None, edit_arrays=None, version="1.1"):
-    good = tmp_path / "good.hbn"
-    write_hbn(good, *int_lenet(16, 2, seed=5))
-    m = read_hbn(good)
-    g = json.loads(json.dumps(m.graph))
-    arrays = {k: np.array(v) for k, v in m.tensors.items()}
-    if edit_graph:
-        edit_graph(g)
-    if edit_arrays:
-        edit_arrays(arrays)
-    meta = {"format": FORMAT_NAME, "format_version": version, "graph": json.dumps(g), "metadata": "{}"}
-    path = tmp_path / "bad.hbn"
-    _write_container(path, arrays, meta, verify=False)
-    return path
+    return rewritten_hbn(tmp_path, *int_lenet(16, 2, seed=5), edit_graph, edit_arrays, version=version)
 
 
 def _set_level(a, value, name="conv2", byte=0):
