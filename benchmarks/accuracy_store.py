@@ -26,15 +26,16 @@ class Row:
     label: str
     beta_w: Optional[int]  # None = inf (one segment per row)
     beta_a: Optional[int]
+    int_scales: bool = False  # 7-bit scale levels x float factors (docs/DESIGN.md section 9)
 
     @property
     def slug(self) -> str:
-        return self.label.lower().replace("(", "-").replace(",", "-").replace(")", "")
+        return self.label.lower().replace("(", "-").replace(",", "-").replace(")", "").replace(" ", "-")
 
     @property
     def betas(self) -> str:
         f = lambda b: "inf" if b is None else str(b)  # noqa: E731
-        return f"({f(self.beta_w)}, {f(self.beta_a)})"
+        return f"({f(self.beta_w)}, {f(self.beta_a)})" + (" int" if self.int_scales else "")
 
     @property
     def is_float(self) -> bool:
@@ -51,6 +52,9 @@ ROWS = [
     Row("HadaNet(16,16)", 16, 16),
     Row("HadaNet(64,64)", 64, 64),
     Row("XNOR-Net", None, None),  # one scale per weight row (filter) and per activation row (pixel over C)
+    # Issue 12's integer-scale twins of the (16,2) and (16,16) rows: same recipe and teacher.
+    Row("HadaNet(16,2) int", 16, 2, int_scales=True),
+    Row("HadaNet(16,16) int", 16, 16, int_scales=True),
 ]
 ROW_BY_LABEL = {r.label: r for r in ROWS}
 

@@ -45,7 +45,8 @@ BINARY_RECIPE = {"epochs": 30, "lr": 1e-3, "batch_size": 128, "augment": "flip-s
 # FP and HadaNet(16,2) first (the FP run of a seed is also that seed's teacher), then the
 # rows the paper's claim compares against, then the rest; seed-major inside each group.
 PRIORITY = [["FP", "HadaNet(16,2)"], ["XNOR-Net", "HadaNet(4,4)"],
-            ["HBWN(4,1)", "HBWN(8,1)", "HadaNet(16,16)", "HadaNet(64,64)"]]
+            ["HBWN(4,1)", "HBWN(8,1)", "HadaNet(16,16)", "HadaNet(64,64)"],
+            ["HadaNet(16,2) int", "HadaNet(16,16) int"]]
 DEFAULT_WORK = os.path.join(ROOT, ".cache", "accuracy")
 
 
@@ -134,7 +135,8 @@ def _train_locked(row, seed, args, teacher, r, kd, out) -> dict:
                               out=out, resume=True, threads=args.threads,
                               device=args.device, progress=not args.no_progress, augment=r["augment"],
                               warmup_epochs=r["warmup_epochs"], teacher=teacher, val_size=r["val_size"],
-                              kd_alpha=kd.get("alpha", 0.9), kd_temperature=kd.get("temperature", 4.0)))
+                              kd_alpha=kd.get("alpha", 0.9), kd_temperature=kd.get("temperature", 4.0),
+                              int_scales=row.int_scales))
 
 
 def ensure_teacher(seed: int, args) -> str:
@@ -177,7 +179,8 @@ def run_one(row: Row, seed: int, args) -> Optional[dict]:
     m = measure(best, hbn, images, labels)
     history = config["history"]
     record = {
-        "row": row.label, "beta_w": row.beta_w, "beta_a": row.beta_a, "seed": seed, "arch": "lenet",
+        "row": row.label, "beta_w": row.beta_w, "beta_a": row.beta_a, "int_scales": row.int_scales,
+        "seed": seed, "arch": "lenet",
         "recipe": dict(recipe, schedule=config["schedule"], optimizer=config["optimizer"],
                        weight_decay=config["weight_decay"]),
         "teacher": None if not teacher else {"row": "FP", "seed": seed,

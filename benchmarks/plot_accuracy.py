@@ -1,6 +1,7 @@
 """Accuracy against latency: which beta to fly (PNG; needs the ``plot`` extra, matplotlib).
 
-    hbnn bench models --archs lenet --threads 1 --betas "1,1 4,1 4,4 8,1 16,2 16,16 64,64 inf,inf" --json bench.json
+    hbnn bench models --archs lenet --threads 1 --betas "1,1 4,1 4,4 8,1 16,2 16,16 64,64 inf,inf" \
+        --int-betas "16,2 16,16" --json bench.json
     python benchmarks/plot_accuracy.py --bench bench.json -o docs/accuracy-latency.png [--arm arm.json]
 
 One point per table row that has records: y = mean test top-1 through the runtime (error bar:
@@ -43,7 +44,7 @@ def precision_label(row: Row) -> str:
     if row.is_float:
         return "full precision"
     f = lambda b: "inf" if b is None else str(b)  # noqa: E731
-    return f"beta ({f(row.beta_w)},{f(row.beta_a)})"
+    return f"beta ({f(row.beta_w)},{f(row.beta_a)})" + (" int" if row.int_scales else "")
 
 
 def latency(bench: dict, engine: str, precision: str, threads: int = 1, arch: str = "lenet") -> Optional[float]:

@@ -112,6 +112,29 @@ def test_runner_distils_resumes_and_skips_finished_records(fake_fmnist, tmp_path
     assert t.main(argv) == 0
 
 
+def test_integer_scale_row_trains_with_integer_scales_and_says_so(fake_fmnist, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    t = _table_module()
+    d, _ = fake_fmnist
+    small = {"epochs": 1, "lr": 3e-3, "batch_size": 64, "val_size": 64}
+    monkeypatch.setattr(t, "FLOAT_RECIPE", dict(t.FLOAT_RECIPE, **small))
+    monkeypatch.setattr(t, "BINARY_RECIPE", dict(t.BINARY_RECIPE, **small))
+    results, doc, work = tmp_path / "results", tmp_path / "ACC.md", tmp_path / "work"
+    row = store.ROW_BY_LABEL["HadaNet(16,2) int"]
+    assert row.slug == "hadanet-16-2-int" and row.betas == "(16, 2) int"
+    assert t.main(["run", "--rows", "HadaNet(16,2) int", "--seeds", "0", "--data", str(d), "--work", str(work),
+                   "--results", str(results), "--doc", str(doc), "--no-progress"]) == 0
+    rec = json.loads((results / "hadanet-16-2-int-s0.json").read_text())
+    assert rec["int_scales"] is True and rec["teacher"]["row"] == "FP"
+    assert json.loads((work / "hadanet-16-2-int-s0" / "config.json").read_text())["int_scales"] is True
+    from edge.format import read_hbn
+    from edge.format_graph import is_int_scales
+    model = read_hbn(str(work / "hadanet-16-2-int-s0" / "model.hbn"))
+    assert [ly["name"] for ly in model.graph["layers"] if is_int_scales(ly)] == ["conv2", "fc1"]
+    assert rec["agree"] >= 0.99
+    assert "| HadaNet(16,2) int | (16, 2) int | 1 |" in doc.read_text()
+
+
 def test_readme_quotes_the_bundled_model_from_its_own_metadata():
     t = _table_module()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
