@@ -5,9 +5,9 @@ header length, JSON header, aligned little-endian tensors); ``__metadata__``
 holds the format name and version, the layer graph (JSON), user metadata and a
 SHA-256 over the metadata, the tensor table and the data. Binarized layers
 store sign bits (uint64) + per-segment scales (float32), or with integer scales
-(format 1.1) sign bits + 7-bit levels (bytes in uint64 words) + float32 factors;
-everything else is float32. The reader maps the file (copy-on-write) and hands out
-views (no copies).
+sign bits + 7-bit levels + float32 factors (edge/format_int.py: 1.2's compact layout, 1.1's
+word layout); everything else is float32. The reader maps the file (copy-on-write) and hands
+out views (no copies; integer-scale layers are decoded once, kilobytes).
 """
 from __future__ import annotations
 
@@ -26,12 +26,14 @@ import numpy as np
 
 from .errors import ModelFormatError
 from .format_graph import expected_tensors, infer_shapes, int_tensor_names, is_int_scales, is_packed, normalize_graph
+from .format_int import int_arrays, int_weights
 
 FORMAT_NAME = "hadanets-hbn"
-FORMAT_VERSION = (1, 1)
+FORMAT_VERSION = (1, 2)
 INT_SCALES_VERSION = (1, 1)  # the first version with integer-scale layers; files without any are written as 1.0
+COMPACT_INT_VERSION = (1, 2)  # integer-scale layers as sign bytes + a 7-bit level stream (edge/format_int.py)
 MAX_HEADER_BYTES = 16 << 20  # a graph's JSON is kilobytes; anything near this is not ours
-DTYPES = {"U64": np.dtype("<u8"), "F32": np.dtype("<f4")}
+DTYPES = {"U64": np.dtype("<u8"), "F32": np.dtype("<f4"), "U8": np.dtype("u1")}
 REQUIRED_KEYS = ("format", "format_version", "graph", "sha256")
 
 
@@ -109,7 +111,8 @@ def _file_arrays(graph: dict, tensors) -> Dict[str, np.ndarray]:
             w = _float_tensor(tensors, layer["weight"], where)
             layer["weight_shape"] = list(w.shape)
             if is_int_scales(layer):
-                arrays.update(_int_arrays(layer, w, tensors, where))
+                act_name = int_tensor_names(layer)[2]
+                arrays.update(int_arrays(layer, w, _float_tensor(tensors, act_name, where), where))
             elif is_packed(layer):
                 rank = 4 if layer["type"] == "conv2d" else 2
                 if w.ndim != rank:
@@ -127,35 +130,9 @@ def _file_arrays(graph: dict, tensors) -> Dict[str, np.ndarray]:
     return arrays
 
 
-def _int_arrays(layer: dict, w: np.ndarray, tensors, where: str) -> Dict[str, np.ndarray]:
-    """An integer-scale layer's file tensors: bits, levels (bytes packed 8 per U64 word, zero padded),
-    per-filter factors (reference_int.pack_rows_int) and the activation factor given as
-    ``tensors[<weight>.act_factor]`` (one float32 > 0, the trained range / 127)."""
-    from cy_kernels.reference_int import MAX_INT_K, pack_rows_int
-
-    rank = 4 if layer["type"] == "conv2d" else 2
-    if w.ndim != rank:
-        raise ModelFormatError(f"Expected {where} weight of rank {rank}, got shape {w.shape}")
-    k = w.size // w.shape[0]
-    if k > MAX_INT_K:  # before packing: the graph check would say the same after a long pack
-        raise ModelFormatError(f"Expected at most K={MAX_INT_K} weights per output in {where} with integer scales "
-                               f"(127 * 127 * K must fit int32), got K={k}")
-    levels_name, factors_name, act_name = int_tensor_names(layer)
-    act = _float_tensor(tensors, act_name, where).reshape(-1)
-    if act.shape != (1,) or not act[0] > 0:
-        raise ModelFormatError(f"Expected {act_name!r} as one float > 0 (the activation factor), got {act}")
-    bits, levels, factors = pack_rows_int(w.reshape(w.shape[0], -1), layer["beta_w"])
-    words = np.zeros((levels.shape[0], -(-levels.shape[1] // 8) * 8), dtype=np.uint8)
-    words[:, :levels.shape[1]] = levels
-    return {layer["weight"] + ".bits": np.ascontiguousarray(bits, dtype=np.uint64),
-            levels_name: np.ascontiguousarray(words.view("<u8").astype(np.uint64)),
-            factors_name: np.ascontiguousarray(factors, dtype=np.float32),
-            act_name: np.ascontiguousarray(act, dtype=np.float32)}
-
-
 def _version_for(graph: dict) -> Tuple[int, int]:
     """The oldest version that holds ``graph``: 1.0 readers keep reading float-scale models."""
-    return INT_SCALES_VERSION if any(is_int_scales(layer) for layer in graph["layers"]) else (1, 0)
+    return COMPACT_INT_VERSION if any(is_int_scales(layer) for layer in graph["layers"]) else (1, 0)
 
 
 def write_hbn(path, graph: dict, tensors: Dict[str, np.ndarray], *, metadata: Optional[dict] = None) -> str:
@@ -265,7 +242,7 @@ def _check_table(header: dict, data_len: int, data_start: int) -> Dict[str, dict
                                    f"got {_brief(info)}")
         dtype, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
         if dtype not in DTYPES:
-            raise ModelFormatError(f"Expected tensor {name!r} of dtype U64 or F32, got {_brief(dtype)}")
+            raise ModelFormatError(f"Expected tensor {name!r} of dtype U64, F32 or U8, got {_brief(dtype)}")
         if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
             raise ModelFormatError(f"Expected tensor {name!r} shape as a list of ints >= 0, got {_brief(shape)}")
         if not isinstance(offs, list) or len(offs) != 2 or not all(type(o) is int for o in offs) \
@@ -387,7 +364,7 @@ def _read(path: str) -> HbnModel:
         raise ModelFormatError(f"Expected format version {INT_SCALES_VERSION[0]}.{INT_SCALES_VERSION[1]} or later "
                                f"for integer-scale layers, got {version[0]}.{version[1]}")
     shapes = infer_shapes(graph)
-    want = expected_tensors(graph, shapes)
+    want = expected_tensors(graph, shapes, compact_int=version >= COMPACT_INT_VERSION)
     missing, extra = sorted(set(want) - set(table)), sorted(set(table) - set(want))
     if missing or extra:
         raise ModelFormatError(f"Expected the graph's tensors exactly, got missing {missing}, extra {extra}")
@@ -398,7 +375,7 @@ def _read(path: str) -> HbnModel:
             raise ModelFormatError(f"Expected tensor {name!r} as {dtype} {list(shape)}, got {info['dtype']} "
                                    f"{info['shape']}")
         tensors[name] = _view(mapping, 8 + n + info["data_offsets"][0], DTYPES[dtype], shape)
-    weights = _check_values(graph, tensors)
+    weights = _check_values(graph, tensors, compact_int=version >= COMPACT_INT_VERSION)
     return HbnModel(path, graph, shapes, tensors, weights, user if isinstance(user, dict) else {},
                     version, digest, size, mapping)
 
@@ -411,7 +388,7 @@ def _view(mapping: mmap.mmap, offset: int, dtype: np.dtype, shape) -> np.ndarray
     return a
 
 
-def _check_values(graph: dict, tensors: Dict[str, np.ndarray]) -> Dict[str, object]:
+def _check_values(graph: dict, tensors: Dict[str, np.ndarray], compact_int: bool = True) -> Dict[str, object]:
     """Finite floats, non-negative scales, zero padding bits; wrap packed weights for the kernels."""
     from cy_kernels.packed import PackedWeights  # pure Python: reading a model needs no extension
 
@@ -426,7 +403,7 @@ def _check_values(graph: dict, tensors: Dict[str, np.ndarray]) -> Dict[str, obje
             weights[layer["name"]] = tensors[layer["weight"]]
             continue
         if is_int_scales(layer):
-            weights[layer["name"]] = _int_weights(layer, tensors)
+            weights[layer["name"]] = int_weights(layer, tensors, compact_int)
             continue
         bits, scales = tensors[layer["weight"] + ".bits"], tensors[layer["weight"] + ".scales"]
         if (scales < 0).any():
@@ -440,35 +417,6 @@ def _check_values(graph: dict, tensors: Dict[str, np.ndarray]) -> Dict[str, obje
         except (TypeError, ValueError) as exc:
             raise ModelFormatError(f"Expected packed weights for {layer['name']}, got: {exc}") from None
     return weights
-
-
-def _int_weights(layer: dict, tensors: Dict[str, np.ndarray]):
-    """Levels 0..127 with zero padding bytes, factors > 0, zero padding bits; PackedWeights of them."""
-    from cy_kernels.packed import PackedWeights
-    from cy_kernels.reference import segment_length
-    from cy_kernels.reference_int import LEVEL_MAX
-
-    levels_name, factors_name, act_name = int_tensor_names(layer)
-    bits, words = tensors[layer["weight"] + ".bits"], tensors[levels_name]
-    factors, act = tensors[factors_name], tensors[act_name]
-    k = math.prod(layer["weight_shape"][1:])
-    nseg = -(-k // segment_length(layer["beta_w"], k))
-    raw = words.view(np.uint8).reshape(words.shape[0], -1)  # little-endian words: byte s is segment s
-    levels = raw[:, :nseg]
-    if levels.size and int(levels.max()) > LEVEL_MAX:
-        raise ModelFormatError(f"Expected integer-scale levels in 0..{LEVEL_MAX} in {levels_name}, got "
-                               f"{int(levels.max())}")
-    if raw[:, nseg:].any():
-        raise ModelFormatError(f"Expected zero padding bytes past {nseg} levels in {levels_name}, got nonzero")
-    if not (factors > 0).all() or not act[0] > 0:
-        raise ModelFormatError(f"Expected integer-scale factors > 0 in {factors_name} and {act_name}, got "
-                               f"{float(factors.min()) if factors.size else '-'} and {float(act[0])}")
-    if k % 64 and (bits[:, -1] >> np.uint64(k % 64)).any():
-        raise ModelFormatError(f"Expected zero padding bits past K={k} in {layer['weight']}.bits, got ones")
-    try:
-        return PackedWeights.from_packed_int(bits, levels, factors, act[0], layer["weight_shape"], layer["beta_w"])
-    except (TypeError, ValueError) as exc:
-        raise ModelFormatError(f"Expected packed weights for {layer['name']}, got: {exc}") from None
 
 
 load_model = read_hbn

@@ -279,13 +279,21 @@ def is_int_scales(layer: dict) -> bool:
 
 
 def int_tensor_names(layer: dict) -> Tuple[str, str, str]:
-    """The integer-scale tensors of a layer: levels (uint8 bytes in U64 words), filter factors, activation factor."""
+    """The integer-scale tensors of a layer: levels, filter factors, activation factor."""
     w = layer["weight"]
     return w + ".levels", w + ".factors", w + ".act_factor"
 
 
-def expected_tensors(graph: dict, shapes: List[Shape]) -> Dict[str, Tuple[str, Shape]]:
-    """File tensor name -> (safetensors dtype, shape) that the graph requires, nothing else."""
+def int_levels_bytes(rows: int, nseg: int) -> int:
+    """Bytes of the compact (format 1.2) level stream: 7 bits per level, rows one after another."""
+    return -(-rows * nseg * 7 // 8)
+
+
+def expected_tensors(graph: dict, shapes: List[Shape], compact_int: bool = True) -> Dict[str, Tuple[str, Shape]]:
+    """File tensor name -> (safetensors dtype, shape) that the graph requires, nothing else.
+
+    ``compact_int``: integer-scale layers in format 1.2's layout (sign bytes, a 7-bit level stream);
+    False for 1.1 files (sign words, one level byte per segment in words)."""
     want: Dict[str, Tuple[str, Shape]] = {}
 
     def add(name: str, dtype: str, shape: Shape, where: str) -> None:
@@ -306,8 +314,12 @@ def expected_tensors(graph: dict, shapes: List[Shape]) -> Dict[str, Tuple[str, S
                           f"(127 * 127 * K must fit int32), got K={k}")
                 nseg = -(-k // ref.segment_length(layer["beta_w"], k))
                 levels, factors, act = int_tensor_names(layer)
-                add(layer["weight"] + ".bits", "U64", (o, -(-k // 64)), where)
-                add(levels, "U64", (o, -(-nseg // 8)), where)  # one byte per segment, 8 per word
+                if compact_int:
+                    add(layer["weight"] + ".bits", "U8", (o, -(-k // 8)), where)
+                    add(levels, "U8", (int_levels_bytes(o, nseg),), where)
+                else:
+                    add(layer["weight"] + ".bits", "U64", (o, -(-k // 64)), where)
+                    add(levels, "U64", (o, -(-nseg // 8)), where)  # one byte per segment, 8 per word
                 add(factors, "F32", (o,), where)
                 add(act, "F32", (1,), where)
             elif is_packed(layer):

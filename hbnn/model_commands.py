@@ -63,8 +63,8 @@ def summarize(model) -> dict:
             if is_int_scales(layer):
                 scales = "int"
                 nseg = model.weights[layer["name"]].levels.shape[1]
-                # bits + one byte per segment + one float per filter and one per layer
-                n_min = -(-n_w // 8) + o * nseg + 4 * o + 4 + 4 * n_b
+                # bits + 7 bits per segment + one float per filter and one per layer
+                n_min = -(-n_w // 8) + -(-o * nseg * 7 // 8) + 4 * o + 4 + 4 * n_b
                 stored = model.tensors[layer["weight"] + ".bits"].nbytes + 4 * n_b + \
                     sum(model.tensors[name].nbytes for name in int_tensor_names(layer))
             elif is_packed(layer):
@@ -114,7 +114,7 @@ def cmd_inspect(args) -> int:
     print(f"file: {s['file_bytes']:,} bytes; float32: {s['float32_bytes']:,} bytes "
           f"({s['ratio_vs_float32']:.2f}x smaller)")
     if s["ratio_vs_minimum"] is not None:
-        print(f"theoretical minimum (1 bit per binarized weight + one float per segment, or one byte with "
+        print(f"theoretical minimum (1 bit per binarized weight + one float per segment, or 7 bits with "
               f"integer scales, floats elsewhere): "
               f"{s['minimum_bytes']:,} bytes (file is {s['ratio_vs_minimum']:.3f}x that)")
     if s["metadata"]:

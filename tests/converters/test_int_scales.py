@@ -117,7 +117,7 @@ def test_train_int_scales_end_to_end(fake_fmnist, tmp_path, capsys):
     assert hbnn(["convert", str(out), "-o", str(model_path)]) == 0
     capsys.readouterr()
     m = read_hbn(model_path)
-    assert m.version == (1, 1) and m.metadata["training"]["int_scales"] is True
+    assert m.version == (1, 2) and m.metadata["training"]["int_scales"] is True
     assert [layer["name"] for layer in m.graph["layers"] if layer.get("int_scales")] == ["conv2", "fc1"]
 
     model = load_model(str(out))

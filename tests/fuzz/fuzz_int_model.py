@@ -1,9 +1,9 @@
-"""Fuzz target: the model loader on integer-scale models (format 1.1: levels, factors, act_factor).
+"""Fuzz target: the model loader on integer-scale models (format 1.2: sign bytes, 7-bit levels, factors).
 
 The oracle and strategies are ``fuzz_model.ModelTarget``'s; only the corpus differs: an integer-scale
 LeNet (16,2) (int8 path in conv2, int-xor in fc3) and a tiny model whose integer layers take the
-int-xor path with a stride, padding and K % 64 != 0, so the data strategies reach the level bytes
-(padding bytes past the last segment included), the filter factors and the activation factor.
+int-xor path with a stride, padding and K % 64 != 0, so the data strategies reach the sign and level bytes
+(padding bits past K and past the last level included), the filter factors and the activation factor.
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ STAGES = [
     ("header-length", r"header length"),
     ("header-json", r"JSON header|JSON object header|UTF-8 text|valid Unicode"),
     ("metadata", r"__metadata__|bad magic|metadata key|format_version|format version"),
-    ("tensor-table", r"entry with dtype|dtype U64 or F32|shape as a list|data_offsets|bytes for shape|aligned to"
+    ("tensor-table", r"entry with dtype|dtype U64, F32 or U8|shape as a list|data_offsets|bytes for shape|aligned to"
                      r"|to start at byte|bytes of tensor data|fit the .*data section"),
     ("checksum", r"checksum mismatch"),
     ("safetensors", r"safetensors"),
@@ -414,6 +414,14 @@ class ModelTarget:
                     else:
                         buf[i:i + 4] = struct.pack("<I", rng.choice([0x7FC00001, 0xFF800000, 0x7F800001,
                                                                      rng.getrandbits(32)]))
+            elif entry["dtype"] == "U8":  # 1.2 integer layers: sign bytes / 7-bit levels, often the last byte
+                shape = entry["shape"]
+                width = shape[-1] if shape else 1
+                row = rng.randrange(max(1, (end - start) // max(width, 1)))
+                col = width - 1 if rng.random() < 0.6 else rng.randrange(max(width, 1))
+                i = start + row * width + col
+                bit = 7 - rng.randrange(3) if rng.random() < 0.6 else rng.randrange(8)
+                buf[i] ^= 1 << bit
             else:  # U64 sign bits: flip bits, often in the last word of a row (padding past K)
                 shape = entry["shape"]
                 words = shape[-1] if shape else 1
