@@ -2,13 +2,14 @@
 
     hbnn bench models --archs lenet --threads 1 --betas "1,1 4,1 4,4 8,1 16,2 16,16 64,64 inf,inf" \
         --int-betas "16,2 16,16" --json bench.json
-    python benchmarks/plot_accuracy.py --bench bench.json -o docs/accuracy-latency.png [--arm arm.json]
+    python benchmarks/plot_accuracy.py --bench bench*.json -o docs/accuracy-latency.png [--arm arm.json]
 
 One point per table row that has records: y = mean test top-1 through the runtime (error bar:
 sample standard deviation over its seeds; "n=" says how many), x = batch-1 median latency of
 that (beta_w, beta_a) LeNet on this machine, 1 thread, marker area = ``.hbn`` file size.
 LiteRT (XNNPACK) float32 runs the FP row's float network, so it is drawn at the FP row's
 accuracy; LiteRT int8 accuracy is not measured, so int8 is a vertical line at its latency.
+Several ``--bench`` files (repeated runs): each row's latency is the median of its runs' medians.
 ``--arm``: a second panel with the emulated Cortex-A72 latencies; the file holds rows of the
 same shape as ``hbnn bench models --json`` (``{"rows": [{"arch", "engine", "precision",
 "threads", "median_ms"}, ...]}``). Rows without records, or without a latency, are left out
@@ -55,6 +56,20 @@ def latency(bench: dict, engine: str, precision: str, threads: int = 1, arch: st
     return None
 
 
+def merge_bench(benches: List[dict]) -> dict:
+    """One bench dict from repeated runs: per (arch, engine, precision, threads), the median of the
+    runs' median_ms (rows missing from some runs use the runs that have them)."""
+    import statistics
+
+    by_key: Dict[tuple, list] = {}
+    for bench in benches:
+        for r in bench.get("rows", []):
+            by_key.setdefault((r.get("arch"), r.get("engine"), r.get("precision"), r.get("threads")), []).append(r)
+    rows = [dict(rs[0], median_ms=statistics.median(float(r["median_ms"]) for r in rs), runs=len(rs))
+            for rs in by_key.values()]
+    return {"rows": rows}
+
+
 def points(records: List[dict], bench: dict) -> Tuple[List[dict], List[str]]:
     """Chart points (one per row with records and a latency) and what was left out, and why."""
     by_row: Dict[str, list] = {}
@@ -77,33 +92,34 @@ def points(records: List[dict], bench: dict) -> Tuple[List[dict], List[str]]:
 
 
 def draw(ax, pts: List[dict], bench: dict, title: str) -> None:
+    """Points labelled in the legend (text beside close points would overlap), figures included."""
     fp = next((p for p in pts if p["label"] == "FP"), None)
     for p in pts:
         area = 40 + 400 * p["bytes"] / 1_727_096  # float LeNet file = the largest marker
+        spread = f" +- {p['sd']:.2f}" if p["n"] > 1 else ""
         ax.errorbar(p["ms"], p["acc"], yerr=p["sd"], fmt="none", ecolor="0.5", capsize=3, zorder=1)
-        ax.scatter([p["ms"]], [p["acc"]], s=area, alpha=0.75, zorder=2)
-        ax.annotate(f"{p['label']}\n{p['bytes'] / 1024:.0f} KiB, n={p['n']}", (p["ms"], p["acc"]),
-                    textcoords="offset points", xytext=(7, 5), fontsize=7)
+        ax.scatter([p["ms"]], [p["acc"]], s=area, alpha=0.75, zorder=2,
+                   label=f"{p['label']}: {p['acc']:.2f}{spread} %, {p['ms']:.3f} ms, "
+                         f"{p['bytes'] / 1024:.0f} KiB, n={p['n']}")
     lf = latency(bench, "ai-edge-litert", "float32")
     if lf is not None and fp is not None:
-        ax.scatter([lf], [fp["acc"]], marker="s", s=50, color="black", zorder=3,
-                   label="LiteRT fp32 (XNNPACK), the FP row's network")
-        ax.annotate(f"LiteRT fp32\nn={fp['n']}", (lf, fp["acc"]), textcoords="offset points", xytext=(7, -18),
-                    fontsize=7)
+        ax.scatter([lf], [fp["acc"]], marker="s", s=30, color="black", zorder=3,
+                   label=f"LiteRT fp32 (XNNPACK), the FP network: {lf:.3f} ms")
     li = latency(bench, "ai-edge-litert", "int8")
     if li is not None:
         ax.axvline(li, color="black", linestyle="--", linewidth=1,
-                   label="LiteRT int8 (XNNPACK) latency; its accuracy is not measured")
+                   label=f"LiteRT int8 (XNNPACK): {li:.3f} ms; its accuracy is not measured")
     xs = [p["ms"] for p in pts] + [x for x in (lf, li) if x is not None]
     if xs:
-        ax.set_xlim(0, max(xs) * 1.25)
+        ax.set_xlim(0, max(xs) * 1.15)
     ax.set_xlabel("batch-1 median latency, ms (left is faster)")
     ax.set_ylabel("test top-1 through the runtime, % (mean over seeds)")
     ax.margins(y=0.12)
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False,
+                  markerscale=0.5)
 
 
 def plot(records: List[dict], bench: dict, out: str, arm: Optional[dict] = None) -> List[str]:
@@ -115,7 +131,7 @@ def plot(records: List[dict], bench: dict, out: str, arm: Optional[dict] = None)
         arm_pts, arm_skipped = points(records, arm)
         panels.append((arm, arm_pts, "emulated Cortex-A72 estimate, 1 thread"))
         skipped += [f"A72 panel: {s}" for s in arm_skipped if "no records" not in s]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 7.2), squeeze=False)
     for ax, (b, p, title) in zip(axes[0], panels):
         draw(ax, p, b, f"LeNet on Fashion-MNIST: accuracy vs latency, {title}\n"
                        f"marker area = .hbn file size; bars = seed spread; n = seeds")
@@ -127,7 +143,8 @@ def plot(records: List[dict], bench: dict, out: str, arm: Optional[dict] = None)
 
 def main(argv: Optional[list] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bench", required=True, metavar="JSON", help="`hbnn bench models --json` output (x86, 1 thread)")
+    p.add_argument("--bench", required=True, nargs="+", metavar="JSON",
+                   help="`hbnn bench models --json` output (x86, 1 thread); several runs: median per row")
     p.add_argument("--arm", default=None, metavar="JSON", help="emulated Cortex-A72 rows, same shape (second panel)")
     p.add_argument("--results", default=RESULTS_DIR, help="accuracy records directory")
     p.add_argument("-o", "--out", required=True, metavar="PNG")
@@ -144,7 +161,8 @@ def main(argv: Optional[list] = None) -> int:
     if not records:
         raise SystemExit(f"plot_accuracy.py: error: Expected at least one accuracy record in {args.results}, got none "
                          f"(python benchmarks/accuracy_table.py run)")
-    skipped = plot(records, read(args.bench), args.out, read(args.arm) if args.arm else None)
+    bench = merge_bench([read(path) for path in args.bench])
+    skipped = plot(records, bench, args.out, read(args.arm) if args.arm else None)
     for line in skipped:
         print(f"left out: {line}")
     print(f"wrote {args.out}")

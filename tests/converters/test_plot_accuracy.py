@@ -61,3 +61,16 @@ def test_no_records_is_a_clear_error_not_an_empty_chart(tmp_path):
     with pytest.raises(SystemExit, match="Expected at least one accuracy record"):
         plot_accuracy.main(["--bench", str(bench), "--results", str(tmp_path / "none"), "-o", str(tmp_path / "x.png")])
     assert not (tmp_path / "x.png").exists()
+
+
+def test_repeated_bench_runs_give_each_row_its_median_and_int_rows_their_own_points():
+    import plot_accuracy
+
+    runs = [_bench(("beta (16,2)", ms), ("beta (16,2) int", ms / 2)) for ms in (0.2, 0.1, 0.3)]
+    merged = plot_accuracy.merge_bench(runs)
+    assert plot_accuracy.latency(merged, "hbnn", "beta (16,2)") == pytest.approx(0.2)
+    assert plot_accuracy.latency(merged, "hbnn", "beta (16,2) int") == pytest.approx(0.1)
+    recs = [fake_record("HadaNet(16,2)", 0, 0.90), fake_record("HadaNet(16,2) int", 0, 0.899)]
+    pts, _ = plot_accuracy.points(recs, merged)
+    assert [(p["label"], p["ms"]) for p in pts] == [("HadaNet(16,2)", pytest.approx(0.2)),
+                                                    ("HadaNet(16,2) int", pytest.approx(0.1))]
