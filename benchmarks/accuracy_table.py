@@ -12,7 +12,7 @@ code behind ``hbnn convert``, and measures it once on the 10,000 test images thr
 ``edge.Interpreter``. Its JSON record goes to ``benchmarks/results/accuracy/`` (committed);
 a run with a record is skipped, an unfinished one resumes from its checkpoint in ``--work``.
 Binarized rows distil from the FP run of the same seed (trained first when its checkpoint is
-missing: training is deterministic per seed, and the teacher's SHA-256 is recorded).
+missing: training is deterministic per seed on one machine type, and the teacher's SHA-256 is recorded).
 """
 from __future__ import annotations
 
@@ -154,7 +154,8 @@ def ensure_teacher(seed: int, args) -> str:
         got = sha256_file(os.path.join(best, "model.safetensors"))
         if want and want != got:
             print(f"warning: FP seed {seed} re-trained to other weights than its record ({got[:12]} vs "
-                  f"{want[:12]}); the distilled rows record the teacher they used", flush=True)
+                  f"{want[:12]}: another machine type rounds differently); the distilled rows record the "
+                  f"teacher they used", flush=True)
     return best
 
 
