@@ -41,9 +41,9 @@ def add_bench_models_arguments(p) -> None:
     p.add_argument("--archs", default="lenet,alexnet")
     p.add_argument("--betas", default="16,2 16,16 64,64 inf,inf 1,1",
                    help='(beta_w,beta_a) pairs; 1,1 = full precision (default: "%(default)s")')
-    p.add_argument("--int-betas", default="", metavar="PAIRS",
-                   help='pairs also run with integer scales (docs/DESIGN.md section 9), e.g. "16,2 16,16"; '
-                        'their rows follow the float-scale rows (default: none)')
+    p.add_argument("--int-betas", default="16,2 16,16", metavar="PAIRS",
+                   help='pairs also run with integer scales (docs/DESIGN.md section 9); their rows follow '
+                        'the float-scale rows; "" for none (default: "%(default)s")')
     p.add_argument("--threads", default="1,all", help="comma list; 'all' = every core (default: %(default)s)")
     p.add_argument("--runs", type=int, default=300, help="timed calls per configuration, over all rounds")
     p.add_argument("--max-seconds", type=float, default=3.0, help="time cap per configuration, over all rounds")

@@ -16,9 +16,13 @@ def test_bench_models_hbnn_rows_match_pytorch(tmp_path, capsys):
                "--runs", "3", "--max-seconds", "0", "--rounds", "2", "--no-peers", "--json", str(out)])
     assert rc == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["precision"], r["threads"]) for r in rows] == [
-        ("beta (16,2)", 1), ("beta (16,2)", 2), ("full precision", 1), ("full precision", 2)]
-    rows = [r for r in rows if r["threads"] == 1]
+    assert [(r["precision"], r["threads"]) for r in rows] == [  # integer-scale rows by default, after the float ones
+        ("beta (16,2)", 1), ("beta (16,2)", 2), ("full precision", 1), ("full precision", 2),
+        ("beta (16,2) int", 1), ("beta (16,2) int", 2), ("beta (16,16) int", 1), ("beta (16,16) int", 2)]
+    int_rows = [r for r in rows if r["precision"].endswith(" int") and r["threads"] == 1]
+    assert all(r["median_ms"] > 0 and r["max_abs_diff_vs_torch"] < 1e-3 for r in int_rows)
+    assert int_rows[0]["model_kib"] < 0.7 * rows[0]["model_kib"]  # 7-bit levels instead of float scales
+    rows = [r for r in rows if r["threads"] == 1 and not r["precision"].endswith(" int")]
     for r in rows:
         assert r["median_ms"] > 0 and r["model_kib"] > 0 and r["rounds"] == 2 and r["runs"] == 6
         assert r["round_min_ms"] <= r["median_ms"] <= r["round_max_ms"] and r["fps"] > 0
