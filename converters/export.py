@@ -207,8 +207,10 @@ def write_model(out: str, graph: dict, tensors: Dict[str, np.ndarray], metadata:
 
 
 def convert(path: str, out: str, arch: Optional[str] = None, beta_w=_UNSET, beta_a=_UNSET,
-            layer_betas: Sequence[str] = ()) -> dict:
-    """Write ``out`` (.hbn) from a checkpoint, a plain float zoo model, or a .tflite file."""
+            layer_betas: Sequence[str] = (), extra_metadata: Optional[dict] = None) -> dict:
+    """Write ``out`` (.hbn) from a checkpoint, a plain float zoo model, or a .tflite file.
+
+    ``extra_metadata``: JSON-serializable keys added to the file's metadata (e.g. an evaluation)."""
     if path.lower().endswith(".tflite"):
         from .tflite_import import graph_from_tflite
 
@@ -225,6 +227,7 @@ def convert(path: str, out: str, arch: Optional[str] = None, beta_w=_UNSET, beta
             keys = ("seed", "epoch", "batch_size", "lr", "augment", "test_acc",  # test_acc: older checkpoints
                     "val_size", "best_epoch", "best_val_acc", "warmup_epochs", "kd", "int_scales")
             metadata["training"] = {k: train_info.get(k) for k in keys if k in train_info}
+    metadata.update(extra_metadata or {})
     write_model(out, graph, tensors, metadata)
     size = os.path.getsize(out)
     baseline = float32_bytes(graph, tensors)

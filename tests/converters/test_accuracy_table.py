@@ -135,6 +135,37 @@ def test_integer_scale_row_trains_with_integer_scales_and_says_so(fake_fmnist, t
     assert "| HadaNet(16,2) int | (16, 2) int | 1 |" in doc.read_text()
 
 
+def test_bundle_takes_the_best_validation_seed_and_records_its_test_figure(fake_fmnist, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    t = _table_module()
+    spec = importlib.util.spec_from_file_location("bundle_model", ROOT / "benchmarks" / "bundle_model.py")
+    bm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bm)
+    d, _ = fake_fmnist
+    small = {"epochs": 1, "lr": 3e-3, "batch_size": 64, "val_size": 64}
+    monkeypatch.setattr(t, "FLOAT_RECIPE", dict(t.FLOAT_RECIPE, **small))
+    monkeypatch.setattr(t, "BINARY_RECIPE", dict(t.BINARY_RECIPE, **small))
+    results, work = tmp_path / "results", tmp_path / "work"
+    assert t.main(["run", "--rows", "HadaNet(16,2)", "--seeds", "0,1", "--data", str(d), "--work", str(work),
+                   "--results", str(results), "--doc", str(tmp_path / "ACC.md"), "--no-progress"]) == 0
+    recs = [json.loads((results / f"hadanet-16-2-s{s}.json").read_text()) for s in (0, 1)]
+    want = max(recs, key=lambda r: (r["best_val_acc"], -r["seed"]))
+    assert bm.choose(recs, "HadaNet(16,2)") is not None and bm.choose(recs, "HadaNet(16,2)")["seed"] == want["seed"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{t.README_START}\nold\n{t.README_END}\n")
+    out, preds = tmp_path / "bundled.hbn", tmp_path / "preds.npy"
+    bm.bundle("HadaNet(16,2)", str(work), str(results), str(out), str(preds), str(readme), str(d))
+    from edge.format import read_hbn
+    ev = read_hbn(str(out)).metadata["evaluation"]
+    assert ev["seed"] == want["seed"] and ev["test_top1_runtime"] == want["test_top1_runtime"]
+    assert ev["chosen_on"].startswith("best validation top-1")
+    assert f"{100 * want['test_top1_runtime']:.2f} % top-1" in readme.read_text()
+    import numpy as np
+    assert np.load(preds).shape == (128,)  # the fake test set's 128 images (the clip's first 300 on the real one)
+    with pytest.raises(SystemExit, match="Expected finished records of 'XNOR-Net'"):
+        bm.choose(recs, "XNOR-Net")
+
+
 def test_readme_quotes_the_bundled_model_from_its_own_metadata():
     t = _table_module()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
