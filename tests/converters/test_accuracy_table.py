@@ -172,7 +172,7 @@ def test_readme_quotes_the_bundled_model_from_its_own_metadata():
     quoted = readme[readme.index(t.README_START) + len(t.README_START):readme.index(t.README_END)].strip()
     # Stale after a model change: `python benchmarks/accuracy_table.py readme` rewrites it.
     assert quoted == t.bundled_model_sentence()
-    assert "91.09 %" in quoted and "8.8x" in quoted
+    assert "90.58 %" in quoted and "8.8x" in quoted  # HadaNet(16,2) seed 2, the best validation of 3 seeds
 
 
 def test_recipe_compare_shows_paired_validation_epochs(fake_fmnist, tmp_path):
