@@ -12,6 +12,7 @@
 #endif
 
 #include <arm_neon.h>
+#include <stdlib.h>
 #include "xhbnn.h"
 
 #define HBNN_NEON_INLINE static inline __attribute__((always_inline))
@@ -761,14 +762,20 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
 }
 
 /* ---- integer scales (docs/DESIGN.md, section 9) ------------------------------------------------ */
-/* int-xor, block levels every 16 bits (L = 16) or 8 (L = 8), per 128 bits of a (patch, filter) pair:
- * EOR, CNT, UADDLP to 16-bit block counts (L = 16; UXTL for bytes), t = qa * len - pop * (2 * qa) by
- * one MLS on int16 lanes (|t| <= 127 * 16), then two SMLAL of t with the filter's levels into int32
- * lanes: six operations per 128 binary products at L = 16, and no float work until the output.
+/* int-xor, block levels every 16 bits (L = 16) or 8 (L = 8). One step covers 16 blocks of a
+ * (patch, filter) pair (256 bits at L = 16, 128 at L = 8):
+ *   EOR, CNT per 128 bits; at L = 16 one ADDP folds two CNT vectors into the 16 block counts (bytes);
+ *   e = len - 2 * pop per block in bytes (ADD, SUB: |e| <= 16, exact as int8);
+ *   t = e * qa by SMULL / SMULL2 of signed bytes (|t| <= 16 * 127: int16);
+ *   acc += t * qb by SMLAL / SMLAL2 (x 2) into int32 lanes, qb the filter's levels (int16).
+ * Per 128 bits and pair at L = 16: 2 + 1.5 + 1 + 2 = 6.5 operations (9.5 of them on the 256 bits), only
+ * 3 of them multiplies (the multiply pipe bounds the A72 and the N1), against 4 multiply-pipe cycles
+ * of the MLS form (t = qa * len - pop * 2qa on int16 lanes, MLS costs 2) it replaced. No float work
+ * until the output.
  * int8 (short blocks): SMULL + SMLAL of signed bytes (two products <= 2 * 127 * 127 fit int16),
- * SADALP into int32: three operations per 16 products. (SDOT would be one, on cores with the dot
- * product extension; the builds here target plain armv8-a / armv7, so it is not used.)
- * Tiles: 2 patches x 2 filters (int-xor), 2 x 4 on aarch64 / 2 x 2 on armv7 (int8). */
+ * SADALP into int32: three operations per 16 products; on cores with the dot product the SDOT kernel
+ * of kernels_neon_dotprod.h replaces it (one SDOT per 16 products, chosen at run time).
+ * Tiles: 2 patches x 4 filters on aarch64, 2 x 2 on armv7 (int-xor); 2 x 4 / 2 x 2 (int8). */
 
 HBNN_NEON_INLINE int32_t hbnn_neon_hsum_s32(int32x4_t v)
 {
@@ -780,57 +787,83 @@ HBNN_NEON_INLINE int32_t hbnn_neon_hsum_s32(int32x4_t v)
 #endif
 }
 
-HBNN_NEON_INLINE int32x4_t hbnn_neon_mlal8(int32x4_t acc, int16x8_t t, int16x8_t q)
+#if defined(__aarch64__)
+#define HBNN_NEON_XINT_MR 2   /* 2 patches x 4 filters: 8 accumulators */
+#define HBNN_NEON_XINT_NR 4
+#else
+#define HBNN_NEON_XINT_MR 2   /* 16 q registers on armv7 */
+#define HBNN_NEON_XINT_NR 2
+#endif
+#define HBNN_NEON_XINT_STACK 8192   /* level bytes kept on the stack up to this many */
+
+/* The activations' block levels as signed bytes (0..127), once per call rather than per tile (each
+ * row meets j1 - j0 filters), and the block lengths as bytes (0..16). */
+static void hbnn_neon_int_bytes(const hbnn_xor_args *g, int64_t i0, int64_t i1, int8_t *qa8, uint8_t *len8)
 {
-    acc = vmlal_s16(acc, vget_low_s16(t), vget_low_s16(q));
-    return vmlal_s16(acc, vget_high_s16(t), vget_high_s16(q));
+    for (int64_t b = 0; b < g->nblk; b += 16) {   /* nblk: a multiple of 16 at L <= 16 */
+        const int16x8_t l0 = vld1q_s16(g->qlen + b), l1 = vld1q_s16(g->qlen + b + 8);
+        vst1q_u8(len8 + b, vcombine_u8(vmovn_u16(vreinterpretq_u16_s16(l0)), vmovn_u16(vreinterpretq_u16_s16(l1))));
+    }
+    for (int64_t i = i0; i < i1; i++) {
+        const int16_t *aq = g->aq + i * g->nblk;
+        int8_t *q = qa8 + (i - i0) * g->nblk;
+        for (int64_t b = 0; b < g->nblk; b += 16)
+            vst1q_s8(q + b, vcombine_s8(vmovn_s16(vld1q_s16(aq + b)), vmovn_s16(vld1q_s16(aq + b + 8))));
+    }
 }
 
-HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
-                                             int64_t i, int64_t j)
+/* The 16 block counts (bytes) of one step of a pair: L = 16: 256 bits (two 128-bit words pairs), L = 8: 128. */
+HBNN_NEON_INLINE uint8x16_t hbnn_neon_int_pops(const int L, const uint64_t *a, const uint64_t *b)
 {
-    int32x4_t acc[2][2];
-    const uint64_t *a[2], *b[2];
-    const int16_t *aq[2], *bq[2];
+    const uint8x16_t c0 = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(a), vld1q_u64(b))));
+    if (L == 8) return c0;
+    const uint8x16_t c1 = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(a + 2), vld1q_u64(b + 2))));
+#if defined(__aarch64__)
+    return vpaddq_u8(c0, c1);
+#else
+    return vcombine_u8(vpadd_u8(vget_low_u8(c0), vget_high_u8(c0)), vpadd_u8(vget_low_u8(c1), vget_high_u8(c1)));
+#endif
+}
+
+/* One tile: MR patches (level bytes qa8, rows nblk apart) x NR filters. */
+HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
+                                             int64_t i, int64_t j, const int8_t *qa8, const uint8_t *len8)
+{
+    int32x4_t acc[HBNN_NEON_XINT_MR][HBNN_NEON_XINT_NR];
+    const uint64_t *a[HBNN_NEON_XINT_MR], *b[HBNN_NEON_XINT_NR];
+    const int16_t *bq[HBNN_NEON_XINT_NR];
     for (int r = 0; r < MR; r++) {
         a[r] = g->a + (i + r) * g->kwords;
-        aq[r] = g->aq + (i + r) * g->nblk;
         for (int c = 0; c < NR; c++) acc[r][c] = vdupq_n_s32(0);
     }
     for (int c = 0; c < NR; c++) {
         b[c] = g->b + (j + c) * g->kwords;
         bq[c] = g->bq + (j + c) * g->nblk;
     }
-    const int64_t chunks = g->kwords / 2;  /* 128-bit chunks */
-    const int halves = L == 8 ? 2 : 1;      /* int16x8 vectors of levels per chunk */
-    for (int64_t k = 0; k < chunks; k++) {
-        const int64_t blk = k * 8 * halves;
-        int16x8_t ql[2][2], q2[2][2], qb[2][2];
-        uint64x2_t va[2], vb[2];
-        for (int h = 0; h < halves; h++) {
-            const int16x8_t len = vld1q_s16(g->qlen + blk + 8 * h);
+    const int64_t wstep = L == 16 ? 4 : 2;            /* words per step of 16 blocks */
+    const int64_t steps = g->kwords / wstep;
+    for (int64_t k = 0; k < steps; k++) {
+        const int64_t blk = 16 * k, w = wstep * k;
+        const uint8x16_t len = vld1q_u8(len8 + blk);
+        int8x16_t qa[HBNN_NEON_XINT_MR];
+        for (int r = 0; r < MR; r++) qa[r] = vld1q_s8(qa8 + r * g->nblk + blk);
+        for (int c = 0; c < NR; c++) {
+            const int16x8_t qb0 = vld1q_s16(bq[c] + blk), qb1 = vld1q_s16(bq[c] + blk + 8);
             for (int r = 0; r < MR; r++) {
-                const int16x8_t q = vld1q_s16(aq[r] + blk + 8 * h);
-                ql[r][h] = vmulq_s16(q, len);
-                q2[r][h] = vaddq_s16(q, q);
+                const uint8x16_t pop = hbnn_neon_int_pops(L, a[r] + w, b[c] + w);
+                const int8x16_t e = vreinterpretq_s8_u8(vsubq_u8(len, vaddq_u8(pop, pop)));
+                const int16x8_t t0 = vmull_s8(vget_low_s8(e), vget_low_s8(qa[r]));
+#if defined(__aarch64__)
+                const int16x8_t t1 = vmull_high_s8(e, qa[r]);
+#else
+                const int16x8_t t1 = vmull_s8(vget_high_s8(e), vget_high_s8(qa[r]));
+#endif
+                int32x4_t s = vmlal_s16(acc[r][c], vget_low_s16(t0), vget_low_s16(qb0));
+                s = vmlal_s16(s, vget_high_s16(t0), vget_high_s16(qb0));
+                s = vmlal_s16(s, vget_low_s16(t1), vget_low_s16(qb1));
+                acc[r][c] = vmlal_s16(s, vget_high_s16(t1), vget_high_s16(qb1));
             }
-            for (int c = 0; c < NR; c++) qb[c][h] = vld1q_s16(bq[c] + blk + 8 * h);
         }
-        for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + 2 * k);
-        for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + 2 * k);
-        for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++) {
-                const uint8x16_t cnt = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(va[r], vb[c])));
-                if (L == 16) {
-                    const int16x8_t pop = vreinterpretq_s16_u16(vpaddlq_u8(cnt));
-                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][0], pop, q2[r][0]), qb[c][0]);
-                } else {
-                    const int16x8_t p0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(cnt)));
-                    const int16x8_t p1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(cnt)));
-                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][0], p0, q2[r][0]), qb[c][0]);
-                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][1], p1, q2[r][1]), qb[c][1]);
-                }
-            }
     }
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++)
@@ -838,26 +871,53 @@ HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L
                                                                hbnn_neon_hsum_s32(acc[r][c]));
 }
 
+#define HBNN_NEON_XINT_ROWS(Lc, NRc)                                                          \
+    do {                                                                                      \
+        int64_t i = i0;                                                                       \
+        for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, NRc, i, j, qa8 + (i - i0) * nb, len8); \
+        if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, NRc, i, j, qa8 + (i - i0) * nb, len8);   \
+    } while (0)
+
+#if HBNN_NEON_XINT_NR == 4
 #define HBNN_NEON_XOR_INT_LOOP(Lc)                                                           \
-    for (int64_t j = j0; j < j1; j += 2) {                                                   \
-        const int nr = j + 1 < j1 ? 2 : 1;                                                   \
-        int64_t i = i0;                                                                      \
-        if (nr == 2) {                                                                       \
-            for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, 2, i, j);            \
-            if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, 2, i, j);                           \
-        } else {                                                                             \
-            for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, 1, i, j);            \
-            if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, 1, i, j);                           \
+    for (int64_t j = j0; j < j1; j += 4) {                                                   \
+        switch (j1 - j < 4 ? j1 - j : 4) {                                                   \
+        case 4: HBNN_NEON_XINT_ROWS(Lc, 4); break;                                           \
+        case 3: HBNN_NEON_XINT_ROWS(Lc, 3); break;                                           \
+        case 2: HBNN_NEON_XINT_ROWS(Lc, 2); break;                                           \
+        default: HBNN_NEON_XINT_ROWS(Lc, 1); break;                                          \
         }                                                                                    \
     }
+#else
+#define HBNN_NEON_XOR_INT_LOOP(Lc)                                                           \
+    for (int64_t j = j0; j < j1; j += 2) {                                                   \
+        if (j + 1 < j1) HBNN_NEON_XINT_ROWS(Lc, 2);                                          \
+        else HBNN_NEON_XINT_ROWS(Lc, 1);                                                     \
+    }
+#endif
 
 static void hbnn_xor_int_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
-    switch (g->L) {
-    case 16: HBNN_NEON_XOR_INT_LOOP(16) break;
-    case 8: HBNN_NEON_XOR_INT_LOOP(8) break;
-    default: hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1); break;
+    if (g->L != 16 && g->L != 8) {
+        hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1);
+        return;
     }
+    const int64_t nb = g->nblk, bytes = (i1 - i0 + 1) * nb;
+    uint8_t stack[HBNN_NEON_XINT_STACK];
+    uint8_t *heap = bytes > HBNN_NEON_XINT_STACK ? (uint8_t *)malloc((size_t)bytes) : NULL;
+    if (bytes > HBNN_NEON_XINT_STACK && !heap) {   /* out of memory: the portable loop needs none */
+        hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1);
+        return;
+    }
+    uint8_t *len8 = heap ? heap : stack;
+    int8_t *qa8 = (int8_t *)(len8 + nb);
+    hbnn_neon_int_bytes(g, i0, i1, qa8, len8);
+    if (g->L == 16) {
+        HBNN_NEON_XOR_INT_LOOP(16)
+    } else {
+        HBNN_NEON_XOR_INT_LOOP(8)
+    }
+    free(heap);
 }
 
 #if defined(__aarch64__)
