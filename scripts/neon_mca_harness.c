@@ -53,7 +53,7 @@ __attribute__((noinline)) void mca_16(const hbnn_xor_args *g) { hbnn_neon_xor_ti
 __attribute__((noinline)) void mca_int_xor16(const hbnn_xor_args *g)
 {
     hbnn_neon_xor_int_tile(g, 16, HBNN_NEON_XINT_MR, HBNN_NEON_XINT_NR, 0, 0, (const int8_t *)g->aq,
-                           (const uint8_t *)g->qlen);
+                           (const uint8_t *)g->qlen, g->kwords);
 }
 __attribute__((noinline)) void mca_int8(const hbnn_int8_args *g) { hbnn_neon_int8_tile(g, 2, HBNN_NEON_INT8_NR, 0, 0); }
 #endif

@@ -673,6 +673,63 @@ HBNN_NEON_INLINE void hbnn_neon_dense_rows(const hbnn_dense_args *g, const float
             hbnn_neon_store_row(&g->ep, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
 }
 
+#if defined(__aarch64__)
+/* 16 outputs of one row with the epilogue, four lanes at a time: the same IEEE operations in the same
+ * order as hbnn_apply_epilogue (aarch64 NEON floats are IEEE), so the same bits. */
+HBNN_NEON_INLINE void hbnn_neon_store16(const hbnn_epilogue *ep, float *out, const float32x4_t *acc, int64_t j)
+{
+    for (int q = 0; q < 4; q++) {
+        float32x4_t y = acc[q];
+        if (ep->scale) y = vmulq_f32(y, vld1q_f32(ep->scale + j + 4 * q));
+        if (ep->bias) y = vaddq_f32(y, vld1q_f32(ep->bias + j + 4 * q));
+        if (ep->relu) y = vbslq_f32(vcltq_f32(y, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), y);  /* NaN stays NaN */
+        vst1q_f32(out + 4 * q, y);
+    }
+}
+
+/* 4 rows x 16 filters: per 4 elements of K, 16 weight loads serve 64 FMAs by element (FMLA .s[lane]);
+ * every accumulator still adds its products in K order, so the sums are those of the 2-row kernel. */
+HBNN_NEON_INLINE void hbnn_neon_dense_rows4(const hbnn_dense_args *g, const float *w, int64_t i, int64_t j, int64_t nf)
+{
+    const float *f[4];
+    float32x4_t acc[4][4];
+    for (int r = 0; r < 4; r++) {
+        f[r] = g->f + (i + r) * g->k;
+        for (int q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
+    }
+    int64_t k = 0;
+    for (; k + 4 <= g->k; k += 4) {
+        float32x4_t fv[4];
+        for (int r = 0; r < 4; r++) fv[r] = vld1q_f32(f[r] + k);
+#define HBNN_NEON_DENSE_LANE(t)                                                              \
+        {                                                                                    \
+            float32x4_t wv[4];                                                               \
+            for (int q = 0; q < 4; q++) wv[q] = vld1q_f32(w + (k + t) * HBNN_PANEL + 4 * q);  \
+            for (int r = 0; r < 4; r++)                                                      \
+                for (int q = 0; q < 4; q++) acc[r][q] = vfmaq_laneq_f32(acc[r][q], wv[q], fv[r], t); \
+        }
+        HBNN_NEON_DENSE_LANE(0)
+        HBNN_NEON_DENSE_LANE(1)
+        HBNN_NEON_DENSE_LANE(2)
+        HBNN_NEON_DENSE_LANE(3)
+#undef HBNN_NEON_DENSE_LANE
+    }
+    for (; k < g->k; k++) {
+        float32x4_t wv[4];
+        for (int q = 0; q < 4; q++) wv[q] = vld1q_f32(w + k * HBNN_PANEL + 4 * q);
+        for (int r = 0; r < 4; r++) {
+            const float32x4_t v = vdupq_n_f32(f[r][k]);
+            for (int q = 0; q < 4; q++) acc[r][q] = vfmaq_f32(acc[r][q], v, wv[q]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float *out = g->out + (i + r) * g->ldo + j;
+        if (nf == HBNN_PANEL) hbnn_neon_store16(&g->ep, out, acc[r], j);
+        else hbnn_neon_store_row(&g->ep, out, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
+    }
+}
+#endif
+
 static void hbnn_dense_gemm_neon(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
 #if HBNN_PANEL != HBNN_NEON_NF
@@ -682,6 +739,9 @@ static void hbnn_dense_gemm_neon(const hbnn_dense_args *g, int64_t i0, int64_t i
         const int64_t nf = j + HBNN_PANEL < j1 ? HBNN_PANEL : j1 - j;
         const float *w = g->wpanel + (j / HBNN_PANEL) * g->k * HBNN_PANEL;
         int64_t i = i0;
+#if defined(__aarch64__)
+        for (; i + 3 < i1; i += 4) hbnn_neon_dense_rows4(g, w, i, j, nf);
+#endif
 #if HBNN_NEON_SIGN_MR == 2
         for (; i + 1 < i1; i += 2) hbnn_neon_dense_rows(g, w, 2, i, j, nf);
 #endif
@@ -755,7 +815,11 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
             sum = vgetq_lane_f64(both, 0) + vgetq_lane_f64(both, 1);
 #endif
             sum = hbnn_pack_scalar(row, in_scale, in_bias, j, end, brow, sum);
-            hbnn_store_scale(srow, s, start, end, L, (float)(sum / (double)(end - start)));
+            /* a power-of-two length divides as a multiply by its exact inverse (same rounding; a
+             * float64 division costs 32 cycles on the A72) */
+            const int64_t len = end - start;
+            const double mean = (len & (len - 1)) == 0 ? sum * (1.0 / (double)len) : sum / (double)len;
+            hbnn_store_scale(srow, s, start, end, L, (float)mean);
         }
         hbnn_zero_tail_blocks(srow, n, L);
     }
@@ -788,7 +852,22 @@ HBNN_NEON_INLINE int32_t hbnn_neon_hsum_s32(int32x4_t v)
 }
 
 #if defined(__aarch64__)
-#define HBNN_NEON_XINT_MR 2   /* 2 patches x 4 filters: 8 accumulators */
+/* Four outputs of one patch, filters j..j+3, from their int32 lane sums: the lanes folded by ADDP,
+ * then float32(acc) * col_scale, * scale, + bias, ReLU as hbnn_int_output does one at a time (the
+ * same IEEE operations in the same order, so the same bits; aarch64 NEON floats are IEEE, armv7's
+ * flush denormals, which is why armv7 keeps the scalar epilogue). */
+HBNN_NEON_INLINE void hbnn_neon_int_store4(const hbnn_epilogue *ep, const float *col_scale, int64_t j, float *out,
+                                           int32x4_t a0, int32x4_t a1, int32x4_t a2, int32x4_t a3)
+{
+    const int32x4_t s = vpaddq_s32(vpaddq_s32(a0, a1), vpaddq_s32(a2, a3));
+    float32x4_t y = vmulq_f32(vcvtq_f32_s32(s), vld1q_f32(col_scale + j));
+    if (ep->scale) y = vmulq_f32(y, vld1q_f32(ep->scale + j));
+    if (ep->bias) y = vaddq_f32(y, vld1q_f32(ep->bias + j));
+    if (ep->relu) y = vbslq_f32(vcltq_f32(y, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), y);  /* NaN stays NaN */
+    vst1q_f32(out, y);
+}
+
+#define HBNN_NEON_XINT_MR 2   /* 2 patches x 4 filters: 8 accumulators (3 x 4 spills with gcc 12) */
 #define HBNN_NEON_XINT_NR 4
 #else
 #define HBNN_NEON_XINT_MR 2   /* 16 q registers on armv7 */
@@ -827,7 +906,8 @@ HBNN_NEON_INLINE uint8x16_t hbnn_neon_int_pops(const int L, const uint64_t *a, c
 
 /* One tile: MR patches (level bytes qa8, rows nblk apart) x NR filters. */
 HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
-                                             int64_t i, int64_t j, const int8_t *qa8, const uint8_t *len8)
+                                             int64_t i, int64_t j, const int8_t *qa8, const uint8_t *len8,
+                                             int64_t live)
 {
     int32x4_t acc[HBNN_NEON_XINT_MR][HBNN_NEON_XINT_NR];
     const uint64_t *a[HBNN_NEON_XINT_MR], *b[HBNN_NEON_XINT_NR];
@@ -841,7 +921,7 @@ HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L
         bq[c] = g->bq + (j + c) * g->nblk;
     }
     const int64_t wstep = L == 16 ? 4 : 2;            /* words per step of 16 blocks */
-    const int64_t steps = g->kwords / wstep;
+    const int64_t steps = live / wstep;                /* words past `live` hold only padding: they add 0 */
     for (int64_t k = 0; k < steps; k++) {
         const int64_t blk = 16 * k, w = wstep * k;
         const uint8x16_t len = vld1q_u8(len8 + blk);
@@ -865,6 +945,29 @@ HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L
             }
         }
     }
+    if (L == 16 && live % 4 == 2) {   /* a last half step: 128 bits, 8 blocks (e.g. conv rows of 18 words) */
+        const int64_t blk = 16 * steps, w = 4 * steps;
+        const uint8x8_t len = vld1_u8(len8 + blk);
+        for (int c = 0; c < NR; c++) {
+            const int16x8_t qb0 = vld1q_s16(bq[c] + blk);
+            for (int r = 0; r < MR; r++) {
+                const uint8x16_t c0 = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(a[r] + w), vld1q_u64(b[c] + w))));
+                const uint8x8_t pop = vpadd_u8(vget_low_u8(c0), vget_high_u8(c0));
+                const int8x8_t e = vreinterpret_s8_u8(vsub_u8(len, vadd_u8(pop, pop)));
+                const int16x8_t t0 = vmull_s8(e, vld1_s8(qa8 + r * g->nblk + blk));
+                const int32x4_t s = vmlal_s16(acc[r][c], vget_low_s16(t0), vget_low_s16(qb0));
+                acc[r][c] = vmlal_s16(s, vget_high_s16(t0), vget_high_s16(qb0));
+            }
+        }
+    }
+#if defined(__aarch64__)
+    if (NR == 4) {
+        for (int r = 0; r < MR; r++)
+            hbnn_neon_int_store4(&g->ep, g->col_scale, j, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1],
+                                 acc[r][2], acc[r][3]);
+        return;
+    }
+#endif
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++)
             g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
@@ -874,8 +977,10 @@ HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L
 #define HBNN_NEON_XINT_ROWS(Lc, NRc)                                                          \
     do {                                                                                      \
         int64_t i = i0;                                                                       \
-        for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, NRc, i, j, qa8 + (i - i0) * nb, len8); \
-        if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, NRc, i, j, qa8 + (i - i0) * nb, len8);   \
+        for (; i + HBNN_NEON_XINT_MR <= i1; i += HBNN_NEON_XINT_MR)                             \
+            hbnn_neon_xor_int_tile(g, Lc, HBNN_NEON_XINT_MR, NRc, i, j, qa8 + (i - i0) * nb, len8, live); \
+        if (i1 - i == 2) hbnn_neon_xor_int_tile(g, Lc, 2, NRc, i, j, qa8 + (i - i0) * nb, len8, live); \
+        else if (i1 - i == 1) hbnn_neon_xor_int_tile(g, Lc, 1, NRc, i, j, qa8 + (i - i0) * nb, len8, live); \
     } while (0)
 
 #if HBNN_NEON_XINT_NR == 4
@@ -912,6 +1017,12 @@ static void hbnn_xor_int_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i
     uint8_t *len8 = heap ? heap : stack;
     int8_t *qa8 = (int8_t *)(len8 + nb);
     hbnn_neon_int_bytes(g, i0, i1, qa8, len8);
+    /* live words: up to the last 128 bits holding a real element (len > 0); past them both sides are
+     * zero bits at level 0 (row padding to HBNN_ROW_WORDS), which add exactly 0 */
+    const int64_t per_word = 64 / g->L;
+    int64_t last = nb - 1;
+    while (last >= 0 && len8[last] == 0) last--;
+    const int64_t live = ((last + 1 + 2 * per_word - 1) / (2 * per_word)) * 2;
     if (g->L == 16) {
         HBNN_NEON_XOR_INT_LOOP(16)
     } else {
@@ -947,6 +1058,14 @@ HBNN_NEON_INLINE void hbnn_neon_int8_tile(const hbnn_int8_args *g, const int MR,
             }
         }
     }
+#if HBNN_NEON_INT8_NR == 4
+    if (NR == 4) {
+        for (int r = 0; r < MR; r++)
+            hbnn_neon_int_store4(&g->ep, g->col_scale, j, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1],
+                                 acc[r][2], acc[r][3]);
+        return;
+    }
+#endif
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++)
             g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,

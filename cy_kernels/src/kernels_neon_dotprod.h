@@ -41,13 +41,14 @@ HBNN_DOTPROD_INLINE void hbnn_dot_int8_tile(const hbnn_int8_args *g, const int M
             for (int c = 0; c < NR; c++) acc[r][c] = vdotq_s32(acc[r][c], va[r], vw[c]);
     }
     for (int r = 0; r < MR; r++) {
-        /* lane c of s = the whole sum of acc[r][c] (pairwise adds: exact in int32) */
-        int32x4_t s01 = vpaddq_s32(acc[r][0], NR > 1 ? acc[r][1] : acc[r][0]);
-        int32x4_t s23 = vpaddq_s32(NR > 2 ? acc[r][2] : acc[r][0], NR > 3 ? acc[r][3] : acc[r][0]);
-        int32_t s[4];
-        vst1q_s32(s, vpaddq_s32(s01, s23));
+        if (NR == 4) {
+            hbnn_neon_int_store4(&g->ep, g->col_scale, j, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1],
+                                 acc[r][2], acc[r][3]);
+            continue;
+        }
         for (int c = 0; c < NR; c++)
-            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c, s[c]);
+            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
+                                                               vaddvq_s32(acc[r][c]));
     }
 }
 
