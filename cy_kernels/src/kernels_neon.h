@@ -771,6 +771,8 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
     }
     const int64_t nw = (n + 63) / 64;
     const int64_t nseg = (n + seg - 1) / seg;
+    const double inv_seg = (seg & (seg - 1)) == 0 ? 1.0 / (double)seg : 0.0;   /* exact for a power of two */
+    const int lg = L > 0 ? __builtin_ctz((unsigned)L) : 0;
     for (int64_t r = 0; r < rows; r++) {
         const float *row = x + r * xstride;
         uint64_t *brow = bits + r * bstride;
@@ -815,11 +817,14 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
             sum = vgetq_lane_f64(both, 0) + vgetq_lane_f64(both, 1);
 #endif
             sum = hbnn_pack_scalar(row, in_scale, in_bias, j, end, brow, sum);
-            /* a power-of-two length divides as a multiply by its exact inverse (same rounding; a
-             * float64 division costs 32 cycles on the A72) */
-            const int64_t len = end - start;
-            const double mean = (len & (len - 1)) == 0 ? sum * (1.0 / (double)len) : sum / (double)len;
-            hbnn_store_scale(srow, s, start, end, L, (float)mean);
+            /* a power-of-two length divides as a multiply by its exact inverse (the same rounding;
+             * a float64 division costs 32 cycles on the A72) */
+            const double mean = end - start == seg && inv_seg > 0.0 ? sum * inv_seg : sum / (double)(end - start);
+            if (L == 0) {
+                srow[s] = (float)mean;
+            } else {   /* hbnn_store_scale with shifts: L is a power of two (a division costs 35 cycles) */
+                for (int64_t b = start >> lg; b <= (end - 1) >> lg; b++) srow[b] = (float)mean;
+            }
         }
         hbnn_zero_tail_blocks(srow, n, L);
     }
