@@ -797,7 +797,12 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
                     v0 = vaddq_f32(v0, vld1q_f32(in_bias + j));
                     v1 = vaddq_f32(v1, vld1q_f32(in_bias + j + 4));
                 }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* j is a multiple of 8: its byte of the zeroed row, written once (no load / OR / store) */
+                ((uint8_t *)brow)[j >> 3] = (uint8_t)hbnn_neon_sign_byte(v0, v1);
+#else
                 brow[j >> 6] |= hbnn_neon_sign_byte(v0, v1) << (j & 63);
+#endif
                 const float32x4_t a0 = vabsq_f32(v0), a1 = vabsq_f32(v1);
 #if defined(__aarch64__)
                 sum0 = vaddq_f64(sum0, vcvt_f64_f32(vget_low_f32(a0)));
