@@ -30,6 +30,15 @@ def neon():
     _xhbnn._use_backend(best)
 
 
+def test_bench_kernels_header_is_the_backend_without_a_variant():
+    from cy_kernels.bench import backend_label
+
+    if _xhbnn.kernel_variant() == ck.backend_name():
+        assert backend_label() == ck.backend_name()
+    else:
+        assert backend_label() == f"{ck.backend_name()} ({_xhbnn.kernel_variant()})"
+
+
 def test_variant_names_the_backend_unless_sdot_runs():
     variant = _xhbnn.kernel_variant()
     if _xhbnn.dotprod_supported() and ck.backend_name() == "neon":
@@ -85,3 +94,13 @@ def test_int8_conv_bit_exact_both_kernels(neon, sdot, case):
     out = np.empty(op.output_shape, np.float32)
     op(x, out)
     np.testing.assert_array_equal(out, ri.int_conv2d(x, ints, pw.factors, 2, pw.act_factor, stride, pad))
+
+
+@pytest.mark.skipif("neon" not in _xhbnn.available_backends(), reason="needs the NEON backend (ARM)")
+def test_bench_kernels_header_names_the_variant(neon):
+    from cy_kernels.bench import backend_label
+
+    assert backend_label() == "neon" + (" (neon-dotprod)" if _xhbnn.dotprod_supported() else "")
+    if _xhbnn.dotprod_supported():
+        _xhbnn._use_dotprod(False)
+        assert backend_label() == "neon"
