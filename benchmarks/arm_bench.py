@@ -115,13 +115,17 @@ def beta_name(bw, ba):
     return f"{f(bw)},{f(ba)}"
 
 
-def build_models(archs, betas, peer_python, work, seed=0):
-    """The .hbn per beta and the LiteRT .tflite fp32/int8 of each arch, as ``hbnn bench models`` makes them."""
+def build_models(archs, betas, peer_python, work, seed=0, int_betas=()):
+    """The .hbn per beta (and per integer-scale beta) and the LiteRT .tflite fp32/int8 of each arch,
+    as ``hbnn bench models`` makes them (``--int-betas``: the float weights with integer scales, the
+    activation factors calibrated on LiteRT's int8 calibration images). The peer models depend on
+    the arch only, so they are cached apart from the betas (a new beta does not reconvert them)."""
     import bench_models as bm
     sources = sorted((REPO / "converters").glob("*.py")) + [REPO / "edge" / "format.py",
                                                           REPO / "benchmarks" / "bench_models.py",
                                                           REPO / "benchmarks" / "peer_worker.py"]
-    key = sha(seed, archs, betas, *[p.read_bytes() for p in sources])
+    src_key = sha(seed, *[p.read_bytes() for p in sources])
+    key = sha(src_key, archs, betas, int_betas)
     out = work / "models" / key
     done = out / "done.json"
     if done.is_file():
@@ -138,24 +142,33 @@ def build_models(archs, betas, peer_python, work, seed=0):
         fp = bm.float_model(arch, seed)
         state = fp.state_dict()
         x = np.random.default_rng(seed).normal(size=(1, h, w, c)).astype(np.float32)
+        calib = np.random.default_rng(7).normal(size=(64, h, w, c)).astype(np.float32)  # LiteRT int8's too
         np.save(out / f"{arch}-x.npy", x)
         entry = {"input": str(out / f"{arch}-x.npy"), "hbnn": {}, "peer": {}}
-        for bw, ba in betas:
-            model = build_model(arch, bw, ba)
-            model.load_state_dict(state)
+        for bw, ba, int_scales in [(bw, ba, False) for bw, ba in betas] + [(bw, ba, True) for bw, ba in int_betas]:
+            if int_scales:
+                model = bm.int_model(arch, bw, ba, state, torch.from_numpy(calib).permute(0, 3, 1, 2))
+            else:
+                model = build_model(arch, bw, ba)
+                model.load_state_dict(state)
             graph, tensors = model_to_graph(model.eval())
-            path = out / f"{arch}-{beta_name(bw, ba).replace(',', '-')}.hbn"
+            name = beta_name(bw, ba) + (" int" if int_scales else "")
+            path = out / f"{arch}-{name.replace(',', '-').replace(' ', '-')}.hbn"
             write_hbn(str(path), graph, tensors)
-            entry["hbnn"][beta_name(bw, ba)] = str(path)
-        graph, tensors = model_to_graph(fp)
-        (out / f"{arch}.json").write_text(json.dumps(graph))
-        np.savez(out / f"{arch}-tensors.npz", **tensors)
-        np.save(out / f"{arch}-calib.npy", np.random.default_rng(7).normal(size=(64, h, w, c)).astype(np.float32))
+            entry["hbnn"][name] = str(path)
+        peer_dir = work / "models" / f"peer-{sha(src_key, arch)}"
         if peer_python and Path(peer_python).is_file():
-            bm.peer(peer_python, "tflite", out / f"{arch}.json", out / f"{arch}-tensors.npz", out / f"{arch}-tflite",
-                    out / f"{arch}-calib.npy", timeout=1800)
-            entry["peer"] = {"fp32": str(out / f"{arch}-tflite" / "fp32.tflite"),
-                             "int8": str(out / f"{arch}-tflite" / "int8.tflite")}
+            if not (peer_dir / "done").is_file():
+                peer_dir.mkdir(parents=True, exist_ok=True)
+                graph, tensors = model_to_graph(fp)
+                (peer_dir / f"{arch}.json").write_text(json.dumps(graph))
+                np.savez(peer_dir / f"{arch}-tensors.npz", **tensors)
+                np.save(peer_dir / f"{arch}-calib.npy", calib)
+                bm.peer(peer_python, "tflite", peer_dir / f"{arch}.json", peer_dir / f"{arch}-tensors.npz",
+                        peer_dir / "tflite", peer_dir / f"{arch}-calib.npy", timeout=1800)
+                (peer_dir / "done").write_text("")
+            entry["peer"] = {"fp32": str(peer_dir / "tflite" / "fp32.tflite"),
+                             "int8": str(peer_dir / "tflite" / "int8.tflite")}
         else:
             log(f"  LiteRT models skipped: no peer interpreter at {peer_python}")
         models[arch] = entry
@@ -471,6 +484,57 @@ def symbolize(rows, so_path):
         r["function"] = best[-1] if best else "?"
 
 
+def mapped_libraries(maps):
+    """[(start, end, name)] of every executable mapping (name: the file's basename)."""
+    rows = []
+    for line in maps.splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and "x" in parts[1]:
+            start, end = (int(v, 16) for v in parts[0].split("-"))
+            rows.append((start, end, Path(parts[5]).name))
+    return rows
+
+
+def profile(emu, decoder, costs, core, model, x, k, so_path, top=14):
+    """Estimated cycles per frame by function: symbols of our _xhbnn (from the cross-built .so),
+    other libraries whole. Same differencing as measure(): (run(2k) - run(k)) / k, per function."""
+    emu.run(core, "hbnn", model, x, k)   # warms the bytecode cache (and is cached itself)
+    syms = []
+    if so_path and Path(so_path).is_file():
+        proc = subprocess.run([llvm("llvm-nm"), "--defined-only", "-n", str(so_path)], capture_output=True, text=True)
+        syms = [(int(a, 16), n) for a, t, n in (l.split() for l in proc.stdout.splitlines() if len(l.split()) == 3)
+                if t.lower() == "t"]
+    per_run = {}
+    for n in (k, 2 * k):
+        counts_path, maps_path, _ = emu._guest(core, "hbnn", model, x, n, "count")
+        try:
+            blocks, maps = est.parse_counts(counts_path.read_text()), maps_path.read_text()
+        finally:
+            shutil.rmtree(counts_path.parent, ignore_errors=True)
+        ours = library_ranges(maps, "_xhbnn")
+        libs = mapped_libraries(maps)
+        keys = {f"{op}|{d}" for b in blocks for _, op, d in b["insns"]}
+        texts = decoder.texts(keys)
+        forms = {key: est.canonical_form(t) for key, t in texts.items()}
+        examples = {}
+        for key, f in forms.items():
+            examples.setdefault(f, texts[key])
+        rt = costs.rthroughput(examples)
+        cycles = Counter()
+        for b in blocks:
+            cost = sum(rt.get(forms[f"{op}|{d}"]) or 1.0 for _, op, d in b["insns"]) * b["count"]
+            name = next((lib for s0, e0, lib in libs if s0 <= b["vaddr"] < e0), "?")
+            for s0, e0, base in ours:
+                if s0 <= b["vaddr"] < e0:
+                    off = b["vaddr"] - base
+                    name = "_xhbnn:" + (max(((a, sym) for a, sym in syms if a <= off), default=(0, "?"))[1])
+                    break
+            cycles[name] += cost
+        per_run[n] = cycles
+    frame = {f: (per_run[2 * k][f] - per_run[k][f]) / k for f in set(per_run[k]) | set(per_run[2 * k])}
+    return sorted(frame.items(), key=lambda r: -r[1])[:top]
+
+
 # ---------------------------------------------------------------- report
 
 def inner_loop_figures():
@@ -525,12 +589,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="arm-bench", description=__doc__.split("\n")[0])
     p.add_argument("target", choices=["aarch64", "armv7"])
     p.add_argument("--quick", action="store_true",
-                   help="AlexNet and LeNet (16,16) and (inf,inf) + LiteRT int8 on one core, no linearity run")
+                   help="AlexNet and LeNet (16,16) and (inf,inf), integer (16,16) and (16,2) + LiteRT int8 on "
+                        "one core, no linearity run")
     p.add_argument("--cores", help="comma list (aarch64: a53,a72,a76; armv7: a7,a15)")
     p.add_argument("--archs", default="lenet,alexnet")
-    p.add_argument("--betas", default="16,16 inf,inf 16,2 64,64 1,1")
+    p.add_argument("--betas", help='float-scale betas (default "16,16 inf,inf 16,2 64,64 1,1"; --quick: '
+                                   '"16,16 inf,inf"; "" for none)')
+    p.add_argument("--int-betas", default="16,16 16,2",
+                   help='integer-scale betas, as hbnn bench models --int-betas ("" for none)')
+    p.add_argument("--peers", help='LiteRT precisions, comma list of fp32,int8 (default both; --quick: int8)')
     p.add_argument("--peer-python", default=os.environ.get("HBNN_PEER_PYTHON", str(REPO / ".venv-bench/bin/python")))
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--profile", action="store_true",
+                   help="also print our runtime's estimated cycles per frame by function (first core)")
     p.add_argument("--run-timeout", type=int, default=3600)
     # paths prepared by scripts/arm-bench
     for name in ("qemu", "qemu-libs", "plugin", "sysroot", "site-hbnn", "site-peer", "guest-libs", "work", "xhbnn-so"):
@@ -541,14 +612,20 @@ def main(argv=None):
     for c in cores:
         if c not in CORES[args.target]:
             raise SystemExit(f"Expected cores among {', '.join(CORES[args.target])} for {args.target}, got {c!r}")
-    betas = bm.parse_betas("16,16 inf,inf" if args.quick else args.betas)
+    if args.betas is None:
+        args.betas = "16,16 inf,inf" if args.quick else "16,16 inf,inf 16,2 64,64 1,1"
+    betas = bm.parse_betas(args.betas)
+    int_betas = bm.parse_betas(args.int_betas)
     archs = args.archs.split(",")
-    peer_kinds = ["int8"] if args.quick else ["fp32", "int8"]
+    peer_kinds = (args.peers or ("int8" if args.quick else "fp32,int8")).split(",")
+    for kind in peer_kinds:
+        if kind not in ("fp32", "int8"):
+            raise SystemExit(f"Expected --peers among fp32, int8, got {kind!r}")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     args.site_hash = {"hbnn": tree_hash(args.site_hbnn),
                       PEER_ENGINE[args.target]: tree_hash(args.site_peer) if args.site_peer else ""}
-    models = build_models(archs, betas, args.peer_python if args.site_peer else None, work)
+    models = build_models(archs, betas, args.peer_python if args.site_peer else None, work, int_betas=int_betas)
     emu = Emulator(args)
     decoder = Decoder(args.target, work)
     results, loops = [], []
@@ -571,6 +648,12 @@ def main(argv=None):
                                           [CORES[args.target][c][1] for c in CORES[args.target]]):
                         l["config"] = f"{arch} {label}"
                         loops.append(l)
+                if args.profile and engine == "hbnn" and core == cores[0]:
+                    r["profile"] = profile(emu, decoder, costs, core, path, m["input"], FRAMES[arch], args.xhbnn_so)
+                    total = r["cycles_per_frame"]
+                    print(f"\nProfile, {arch} {label} on {core} ({total / 1e6:.2f} M cycles per frame):")
+                    for name, cyc in r["profile"]:
+                        print(f"  {cyc / 1e6:8.2f} M  {100 * cyc / total:5.1f} %  {name}")
                 del r["texts"], r["hot"]
                 rows.append({"model": arch, "engine": label, "core": core, **r})
             for r in rows:

@@ -94,6 +94,9 @@ cdef extern from "xhbnn.h":
     int HBNN_FLOAT_PAD
     const hbnn_backend *hbnn_select_backend(int force_portable) nogil
     const hbnn_backend *hbnn_backend_named(const char *name) nogil
+    const char *hbnn_backend_variant(const hbnn_backend *be) nogil
+    int hbnn_neon_dotprod_supported() nogil
+    int hbnn_neon_use_dotprod(int on) nogil
     void hbnn_xor_gemm(const hbnn_backend *be, const hbnn_xor_args *g, int threads) nogil
     void hbnn_sign_gemm(const hbnn_backend *be, const hbnn_sign_args *g, int threads) nogil
     void hbnn_dense_gemm(const hbnn_backend *be, const hbnn_dense_args *g, int threads) nogil
@@ -171,6 +174,25 @@ PREBUILT_PANEL_SMALL_BYTES = 1 << 20
 
 def backend_name():
     return (<bytes>_backend.name).decode()
+
+
+def kernel_variant():
+    """The backend's name, or its variant on this CPU: "neon-dotprod" when the NEON integer-scale
+    int8 GEMM runs on SDOT (aarch64 cores with the dot product, e.g. Cortex-A76)."""
+    return (<bytes>hbnn_backend_variant(_backend)).decode()
+
+
+def dotprod_supported():
+    """Whether this CPU has the Armv8.2 dot product and this build its kernels (aarch64 only)."""
+    return bool(hbnn_neon_dotprod_supported())
+
+
+def _use_dotprod(on):
+    """Test hook: the NEON int8 GEMM on SDOT (True) or on SMULL/SMLAL (False); returns the state."""
+    cdef int state = hbnn_neon_use_dotprod(1 if on else 0)
+    if state < 0:
+        raise ValueError("SDOT kernels are not available here: aarch64 build on a CPU with the dot product only")
+    return bool(state)
 
 
 def _use_backend(name):

@@ -37,6 +37,14 @@ BETAS = [("16/16", 16, 16, False), ("16/16 int", 16, 16, True), ("64/64", 64, 64
          ("16/2 int", 16, 2, True)]
 
 
+def backend_label() -> str:
+    """The backend, and its kernel variant when it has one on this CPU (e.g. "neon (neon-dotprod)")."""
+    import cy_kernels as ck
+    from cy_kernels import _xhbnn
+    name, variant = ck.backend_name(), _xhbnn.kernel_variant()
+    return name if variant == name else f"{name} ({variant})"
+
+
 def numpy_conv(x: np.ndarray, wmat: np.ndarray, k: int, pad: int) -> np.ndarray:
     """float32 conv as im2col (one strided copy) + matmul: the SGEMM peer."""
     b, h, w, c = x.shape
@@ -139,7 +147,7 @@ def run(threads_list: List[int], quick: bool = False, as_json: bool = False) -> 
     if as_json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"backend: {ck.backend_name()}  numpy {np.__version__}  cpus: {os.cpu_count()}  "
+    print(f"backend: {backend_label()}  numpy {np.__version__}  cpus: {os.cpu_count()}  "
           f"(median of >= {5 if quick else 30} runs; ours includes activation binarization, packing, im2col)")
     print(format_table(rows))
     scaling = thread_scaling(rows)

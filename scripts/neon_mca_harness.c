@@ -46,3 +46,22 @@ __attribute__((noinline)) void mca_inf_c256(const hbnn_xor_args *g) { hbnn_neon_
 __attribute__((noinline)) void mca_64(const hbnn_xor_args *g) { hbnn_neon_xor_tile(g, 64, 2, 2, 0, 0); }
 __attribute__((noinline)) void mca_16(const hbnn_xor_args *g) { hbnn_neon_xor_tile(g, 16, 2, 2, 0, 0); }
 #endif
+
+/* Integer scales (docs/DESIGN.md section 9): the int-xor block loop at 16-bit blocks, the int8 GEMM
+ * (SMULL / SMLAL / SADALP) and, on aarch64, its SDOT variant. */
+#ifdef HBNN_NEON_XINT_MR   /* the byte-level int-xor tile (the MLS one before it had no such macro) */
+__attribute__((noinline)) void mca_int_xor16(const hbnn_xor_args *g)
+{
+    hbnn_neon_xor_int_tile(g, 16, HBNN_NEON_XINT_MR, HBNN_NEON_XINT_NR, 0, 0, (const int8_t *)g->aq,
+                           (const uint8_t *)g->qlen, g->kwords);
+}
+#endif
+#ifdef HBNN_NEON_INT8_GEMM
+__attribute__((noinline)) void mca_int8(const hbnn_int8_args *g) { hbnn_neon_int8_tile(g, 2, HBNN_NEON_INT8_NR, 0, 0); }
+#endif
+#ifdef HBNN_HAVE_NEON_DOTPROD
+__attribute__((noinline, target("arch=armv8.2-a+dotprod"))) void mca_int8_sdot(const hbnn_int8_args *g)
+{
+    hbnn_dot_int8_tile(g, HBNN_DOT_MR, HBNN_DOT_NR, 0, 0);
+}
+#endif

@@ -12,6 +12,7 @@
 #endif
 
 #include <arm_neon.h>
+#include <stdlib.h>
 #include "xhbnn.h"
 
 #define HBNN_NEON_INLINE static inline __attribute__((always_inline))
@@ -672,6 +673,63 @@ HBNN_NEON_INLINE void hbnn_neon_dense_rows(const hbnn_dense_args *g, const float
             hbnn_neon_store_row(&g->ep, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
 }
 
+#if defined(__aarch64__)
+/* 16 outputs of one row with the epilogue, four lanes at a time: the same IEEE operations in the same
+ * order as hbnn_apply_epilogue (aarch64 NEON floats are IEEE), so the same bits. */
+HBNN_NEON_INLINE void hbnn_neon_store16(const hbnn_epilogue *ep, float *out, const float32x4_t *acc, int64_t j)
+{
+    for (int q = 0; q < 4; q++) {
+        float32x4_t y = acc[q];
+        if (ep->scale) y = vmulq_f32(y, vld1q_f32(ep->scale + j + 4 * q));
+        if (ep->bias) y = vaddq_f32(y, vld1q_f32(ep->bias + j + 4 * q));
+        if (ep->relu) y = vbslq_f32(vcltq_f32(y, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), y);  /* NaN stays NaN */
+        vst1q_f32(out + 4 * q, y);
+    }
+}
+
+/* 4 rows x 16 filters: per 4 elements of K, 16 weight loads serve 64 FMAs by element (FMLA .s[lane]);
+ * every accumulator still adds its products in K order, so the sums are those of the 2-row kernel. */
+HBNN_NEON_INLINE void hbnn_neon_dense_rows4(const hbnn_dense_args *g, const float *w, int64_t i, int64_t j, int64_t nf)
+{
+    const float *f[4];
+    float32x4_t acc[4][4];
+    for (int r = 0; r < 4; r++) {
+        f[r] = g->f + (i + r) * g->k;
+        for (int q = 0; q < 4; q++) acc[r][q] = vdupq_n_f32(0.0f);
+    }
+    int64_t k = 0;
+    for (; k + 4 <= g->k; k += 4) {
+        float32x4_t fv[4];
+        for (int r = 0; r < 4; r++) fv[r] = vld1q_f32(f[r] + k);
+#define HBNN_NEON_DENSE_LANE(t)                                                              \
+        {                                                                                    \
+            float32x4_t wv[4];                                                               \
+            for (int q = 0; q < 4; q++) wv[q] = vld1q_f32(w + (k + t) * HBNN_PANEL + 4 * q);  \
+            for (int r = 0; r < 4; r++)                                                      \
+                for (int q = 0; q < 4; q++) acc[r][q] = vfmaq_laneq_f32(acc[r][q], wv[q], fv[r], t); \
+        }
+        HBNN_NEON_DENSE_LANE(0)
+        HBNN_NEON_DENSE_LANE(1)
+        HBNN_NEON_DENSE_LANE(2)
+        HBNN_NEON_DENSE_LANE(3)
+#undef HBNN_NEON_DENSE_LANE
+    }
+    for (; k < g->k; k++) {
+        float32x4_t wv[4];
+        for (int q = 0; q < 4; q++) wv[q] = vld1q_f32(w + k * HBNN_PANEL + 4 * q);
+        for (int r = 0; r < 4; r++) {
+            const float32x4_t v = vdupq_n_f32(f[r][k]);
+            for (int q = 0; q < 4; q++) acc[r][q] = vfmaq_f32(acc[r][q], v, wv[q]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float *out = g->out + (i + r) * g->ldo + j;
+        if (nf == HBNN_PANEL) hbnn_neon_store16(&g->ep, out, acc[r], j);
+        else hbnn_neon_store_row(&g->ep, out, acc[r][0], acc[r][1], acc[r][2], acc[r][3], j, nf);
+    }
+}
+#endif
+
 static void hbnn_dense_gemm_neon(const hbnn_dense_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
 #if HBNN_PANEL != HBNN_NEON_NF
@@ -681,6 +739,9 @@ static void hbnn_dense_gemm_neon(const hbnn_dense_args *g, int64_t i0, int64_t i
         const int64_t nf = j + HBNN_PANEL < j1 ? HBNN_PANEL : j1 - j;
         const float *w = g->wpanel + (j / HBNN_PANEL) * g->k * HBNN_PANEL;
         int64_t i = i0;
+#if defined(__aarch64__)
+        for (; i + 3 < i1; i += 4) hbnn_neon_dense_rows4(g, w, i, j, nf);
+#endif
 #if HBNN_NEON_SIGN_MR == 2
         for (; i + 1 < i1; i += 2) hbnn_neon_dense_rows(g, w, 2, i, j, nf);
 #endif
@@ -710,6 +771,8 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
     }
     const int64_t nw = (n + 63) / 64;
     const int64_t nseg = (n + seg - 1) / seg;
+    const double inv_seg = (seg & (seg - 1)) == 0 ? 1.0 / (double)seg : 0.0;   /* exact for a power of two */
+    const int lg = L > 0 ? __builtin_ctz((unsigned)L) : 0;
     for (int64_t r = 0; r < rows; r++) {
         const float *row = x + r * xstride;
         uint64_t *brow = bits + r * bstride;
@@ -734,7 +797,12 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
                     v0 = vaddq_f32(v0, vld1q_f32(in_bias + j));
                     v1 = vaddq_f32(v1, vld1q_f32(in_bias + j + 4));
                 }
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* j is a multiple of 8: its byte of the zeroed row, written once (no load / OR / store) */
+                ((uint8_t *)brow)[j >> 3] = (uint8_t)hbnn_neon_sign_byte(v0, v1);
+#else
                 brow[j >> 6] |= hbnn_neon_sign_byte(v0, v1) << (j & 63);
+#endif
                 const float32x4_t a0 = vabsq_f32(v0), a1 = vabsq_f32(v1);
 #if defined(__aarch64__)
                 sum0 = vaddq_f64(sum0, vcvt_f64_f32(vget_low_f32(a0)));
@@ -754,21 +822,34 @@ static void hbnn_pack_rows_neon(const float *x, int64_t rows, int64_t n, int64_t
             sum = vgetq_lane_f64(both, 0) + vgetq_lane_f64(both, 1);
 #endif
             sum = hbnn_pack_scalar(row, in_scale, in_bias, j, end, brow, sum);
-            hbnn_store_scale(srow, s, start, end, L, (float)(sum / (double)(end - start)));
+            /* a power-of-two length divides as a multiply by its exact inverse (the same rounding;
+             * a float64 division costs 32 cycles on the A72) */
+            const double mean = end - start == seg && inv_seg > 0.0 ? sum * inv_seg : sum / (double)(end - start);
+            if (L == 0) {
+                srow[s] = (float)mean;
+            } else {   /* hbnn_store_scale with shifts: L is a power of two (a division costs 35 cycles) */
+                for (int64_t b = start >> lg; b <= (end - 1) >> lg; b++) srow[b] = (float)mean;
+            }
         }
         hbnn_zero_tail_blocks(srow, n, L);
     }
 }
 
 /* ---- integer scales (docs/DESIGN.md, section 9) ------------------------------------------------ */
-/* int-xor, block levels every 16 bits (L = 16) or 8 (L = 8), per 128 bits of a (patch, filter) pair:
- * EOR, CNT, UADDLP to 16-bit block counts (L = 16; UXTL for bytes), t = qa * len - pop * (2 * qa) by
- * one MLS on int16 lanes (|t| <= 127 * 16), then two SMLAL of t with the filter's levels into int32
- * lanes: six operations per 128 binary products at L = 16, and no float work until the output.
+/* int-xor, block levels every 16 bits (L = 16) or 8 (L = 8). One step covers 16 blocks of a
+ * (patch, filter) pair (256 bits at L = 16, 128 at L = 8):
+ *   EOR, CNT per 128 bits; at L = 16 one ADDP folds two CNT vectors into the 16 block counts (bytes);
+ *   e = len - 2 * pop per block in bytes (ADD, SUB: |e| <= 16, exact as int8);
+ *   t = e * qa by SMULL / SMULL2 of signed bytes (|t| <= 16 * 127: int16);
+ *   acc += t * qb by SMLAL / SMLAL2 (x 2) into int32 lanes, qb the filter's levels (int16).
+ * Per 128 bits and pair at L = 16: 2 + 1.5 + 1 + 2 = 6.5 operations (9.5 of them on the 256 bits), only
+ * 3 of them multiplies (the multiply pipe bounds the A72 and the N1), against 4 multiply-pipe cycles
+ * of the MLS form (t = qa * len - pop * 2qa on int16 lanes, MLS costs 2) it replaced. No float work
+ * until the output.
  * int8 (short blocks): SMULL + SMLAL of signed bytes (two products <= 2 * 127 * 127 fit int16),
- * SADALP into int32: three operations per 16 products. (SDOT would be one, on cores with the dot
- * product extension; the builds here target plain armv8-a / armv7, so it is not used.)
- * Tiles: 2 patches x 2 filters (int-xor), 2 x 4 on aarch64 / 2 x 2 on armv7 (int8). */
+ * SADALP into int32: three operations per 16 products; on cores with the dot product the SDOT kernel
+ * of kernels_neon_dotprod.h replaces it (one SDOT per 16 products, chosen at run time).
+ * Tiles: 2 patches x 4 filters on aarch64, 2 x 2 on armv7 (int-xor); 2 x 4 / 2 x 2 (int8). */
 
 HBNN_NEON_INLINE int32_t hbnn_neon_hsum_s32(int32x4_t v)
 {
@@ -780,84 +861,184 @@ HBNN_NEON_INLINE int32_t hbnn_neon_hsum_s32(int32x4_t v)
 #endif
 }
 
-HBNN_NEON_INLINE int32x4_t hbnn_neon_mlal8(int32x4_t acc, int16x8_t t, int16x8_t q)
+#if defined(__aarch64__)
+/* Four outputs of one patch, filters j..j+3, from their int32 lane sums: the lanes folded by ADDP,
+ * then float32(acc) * col_scale, * scale, + bias, ReLU as hbnn_int_output does one at a time (the
+ * same IEEE operations in the same order, so the same bits; aarch64 NEON floats are IEEE, armv7's
+ * flush denormals, which is why armv7 keeps the scalar epilogue). */
+HBNN_NEON_INLINE void hbnn_neon_int_store4(const hbnn_epilogue *ep, const float *col_scale, int64_t j, float *out,
+                                           int32x4_t a0, int32x4_t a1, int32x4_t a2, int32x4_t a3)
 {
-    acc = vmlal_s16(acc, vget_low_s16(t), vget_low_s16(q));
-    return vmlal_s16(acc, vget_high_s16(t), vget_high_s16(q));
+    const int32x4_t s = vpaddq_s32(vpaddq_s32(a0, a1), vpaddq_s32(a2, a3));
+    float32x4_t y = vmulq_f32(vcvtq_f32_s32(s), vld1q_f32(col_scale + j));
+    if (ep->scale) y = vmulq_f32(y, vld1q_f32(ep->scale + j));
+    if (ep->bias) y = vaddq_f32(y, vld1q_f32(ep->bias + j));
+    if (ep->relu) y = vbslq_f32(vcltq_f32(y, vdupq_n_f32(0.0f)), vdupq_n_f32(0.0f), y);  /* NaN stays NaN */
+    vst1q_f32(out, y);
 }
 
-HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
-                                             int64_t i, int64_t j)
+#define HBNN_NEON_XINT_MR 2   /* 2 patches x 4 filters: 8 accumulators (3 x 4 spills with gcc 12) */
+#define HBNN_NEON_XINT_NR 4
+#else
+#define HBNN_NEON_XINT_MR 2   /* 16 q registers on armv7 */
+#define HBNN_NEON_XINT_NR 2
+#endif
+#define HBNN_NEON_XINT_STACK 8192   /* level bytes kept on the stack up to this many */
+
+/* The activations' block levels as signed bytes (0..127), once per call rather than per tile (each
+ * row meets j1 - j0 filters), and the block lengths as bytes (0..16). */
+static void hbnn_neon_int_bytes(const hbnn_xor_args *g, int64_t i0, int64_t i1, int8_t *qa8, uint8_t *len8)
 {
-    int32x4_t acc[2][2];
-    const uint64_t *a[2], *b[2];
-    const int16_t *aq[2], *bq[2];
+    for (int64_t b = 0; b < g->nblk; b += 16) {   /* nblk: a multiple of 16 at L <= 16 */
+        const int16x8_t l0 = vld1q_s16(g->qlen + b), l1 = vld1q_s16(g->qlen + b + 8);
+        vst1q_u8(len8 + b, vcombine_u8(vmovn_u16(vreinterpretq_u16_s16(l0)), vmovn_u16(vreinterpretq_u16_s16(l1))));
+    }
+    for (int64_t i = i0; i < i1; i++) {
+        const int16_t *aq = g->aq + i * g->nblk;
+        int8_t *q = qa8 + (i - i0) * g->nblk;
+        for (int64_t b = 0; b < g->nblk; b += 16)
+            vst1q_s8(q + b, vcombine_s8(vmovn_s16(vld1q_s16(aq + b)), vmovn_s16(vld1q_s16(aq + b + 8))));
+    }
+}
+
+/* The 16 block counts (bytes) of one step of a pair: L = 16: 256 bits (two 128-bit words pairs), L = 8: 128. */
+HBNN_NEON_INLINE uint8x16_t hbnn_neon_int_pops(const int L, const uint64_t *a, const uint64_t *b)
+{
+    const uint8x16_t c0 = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(a), vld1q_u64(b))));
+    if (L == 8) return c0;
+    const uint8x16_t c1 = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(a + 2), vld1q_u64(b + 2))));
+#if defined(__aarch64__)
+    return vpaddq_u8(c0, c1);
+#else
+    return vcombine_u8(vpadd_u8(vget_low_u8(c0), vget_high_u8(c0)), vpadd_u8(vget_low_u8(c1), vget_high_u8(c1)));
+#endif
+}
+
+/* One tile: MR patches (level bytes qa8, rows nblk apart) x NR filters. */
+HBNN_NEON_INLINE void hbnn_neon_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
+                                             int64_t i, int64_t j, const int8_t *qa8, const uint8_t *len8,
+                                             int64_t live)
+{
+    int32x4_t acc[HBNN_NEON_XINT_MR][HBNN_NEON_XINT_NR];
+    const uint64_t *a[HBNN_NEON_XINT_MR], *b[HBNN_NEON_XINT_NR];
+    const int16_t *bq[HBNN_NEON_XINT_NR];
     for (int r = 0; r < MR; r++) {
         a[r] = g->a + (i + r) * g->kwords;
-        aq[r] = g->aq + (i + r) * g->nblk;
         for (int c = 0; c < NR; c++) acc[r][c] = vdupq_n_s32(0);
     }
     for (int c = 0; c < NR; c++) {
         b[c] = g->b + (j + c) * g->kwords;
         bq[c] = g->bq + (j + c) * g->nblk;
     }
-    const int64_t chunks = g->kwords / 2;  /* 128-bit chunks */
-    const int halves = L == 8 ? 2 : 1;      /* int16x8 vectors of levels per chunk */
-    for (int64_t k = 0; k < chunks; k++) {
-        const int64_t blk = k * 8 * halves;
-        int16x8_t ql[2][2], q2[2][2], qb[2][2];
-        uint64x2_t va[2], vb[2];
-        for (int h = 0; h < halves; h++) {
-            const int16x8_t len = vld1q_s16(g->qlen + blk + 8 * h);
+    const int64_t wstep = L == 16 ? 4 : 2;            /* words per step of 16 blocks */
+    const int64_t steps = live / wstep;                /* words past `live` hold only padding: they add 0 */
+    for (int64_t k = 0; k < steps; k++) {
+        const int64_t blk = 16 * k, w = wstep * k;
+        const uint8x16_t len = vld1q_u8(len8 + blk);
+        int8x16_t qa[HBNN_NEON_XINT_MR];
+        for (int r = 0; r < MR; r++) qa[r] = vld1q_s8(qa8 + r * g->nblk + blk);
+        for (int c = 0; c < NR; c++) {
+            const int16x8_t qb0 = vld1q_s16(bq[c] + blk), qb1 = vld1q_s16(bq[c] + blk + 8);
             for (int r = 0; r < MR; r++) {
-                const int16x8_t q = vld1q_s16(aq[r] + blk + 8 * h);
-                ql[r][h] = vmulq_s16(q, len);
-                q2[r][h] = vaddq_s16(q, q);
+                const uint8x16_t pop = hbnn_neon_int_pops(L, a[r] + w, b[c] + w);
+                const int8x16_t e = vreinterpretq_s8_u8(vsubq_u8(len, vaddq_u8(pop, pop)));
+                const int16x8_t t0 = vmull_s8(vget_low_s8(e), vget_low_s8(qa[r]));
+#if defined(__aarch64__)
+                const int16x8_t t1 = vmull_high_s8(e, qa[r]);
+#else
+                const int16x8_t t1 = vmull_s8(vget_high_s8(e), vget_high_s8(qa[r]));
+#endif
+                int32x4_t s = vmlal_s16(acc[r][c], vget_low_s16(t0), vget_low_s16(qb0));
+                s = vmlal_s16(s, vget_high_s16(t0), vget_high_s16(qb0));
+                s = vmlal_s16(s, vget_low_s16(t1), vget_low_s16(qb1));
+                acc[r][c] = vmlal_s16(s, vget_high_s16(t1), vget_high_s16(qb1));
             }
-            for (int c = 0; c < NR; c++) qb[c][h] = vld1q_s16(bq[c] + blk + 8 * h);
         }
-        for (int r = 0; r < MR; r++) va[r] = vld1q_u64(a[r] + 2 * k);
-        for (int c = 0; c < NR; c++) vb[c] = vld1q_u64(b[c] + 2 * k);
-        for (int r = 0; r < MR; r++)
-            for (int c = 0; c < NR; c++) {
-                const uint8x16_t cnt = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(va[r], vb[c])));
-                if (L == 16) {
-                    const int16x8_t pop = vreinterpretq_s16_u16(vpaddlq_u8(cnt));
-                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][0], pop, q2[r][0]), qb[c][0]);
-                } else {
-                    const int16x8_t p0 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(cnt)));
-                    const int16x8_t p1 = vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(cnt)));
-                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][0], p0, q2[r][0]), qb[c][0]);
-                    acc[r][c] = hbnn_neon_mlal8(acc[r][c], vmlsq_s16(ql[r][1], p1, q2[r][1]), qb[c][1]);
-                }
-            }
     }
+    if (L == 16 && live % 4 == 2) {   /* a last half step: 128 bits, 8 blocks (e.g. conv rows of 18 words) */
+        const int64_t blk = 16 * steps, w = 4 * steps;
+        const uint8x8_t len = vld1_u8(len8 + blk);
+        for (int c = 0; c < NR; c++) {
+            const int16x8_t qb0 = vld1q_s16(bq[c] + blk);
+            for (int r = 0; r < MR; r++) {
+                const uint8x16_t c0 = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(vld1q_u64(a[r] + w), vld1q_u64(b[c] + w))));
+                const uint8x8_t pop = vpadd_u8(vget_low_u8(c0), vget_high_u8(c0));
+                const int8x8_t e = vreinterpret_s8_u8(vsub_u8(len, vadd_u8(pop, pop)));
+                const int16x8_t t0 = vmull_s8(e, vld1_s8(qa8 + r * g->nblk + blk));
+                const int32x4_t s = vmlal_s16(acc[r][c], vget_low_s16(t0), vget_low_s16(qb0));
+                acc[r][c] = vmlal_s16(s, vget_high_s16(t0), vget_high_s16(qb0));
+            }
+        }
+    }
+#if defined(__aarch64__)
+    if (NR == 4) {
+        for (int r = 0; r < MR; r++)
+            hbnn_neon_int_store4(&g->ep, g->col_scale, j, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1],
+                                 acc[r][2], acc[r][3]);
+        return;
+    }
+#endif
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++)
             g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
                                                                hbnn_neon_hsum_s32(acc[r][c]));
 }
 
+#define HBNN_NEON_XINT_ROWS(Lc, NRc)                                                          \
+    do {                                                                                      \
+        int64_t i = i0;                                                                       \
+        for (; i + HBNN_NEON_XINT_MR <= i1; i += HBNN_NEON_XINT_MR)                             \
+            hbnn_neon_xor_int_tile(g, Lc, HBNN_NEON_XINT_MR, NRc, i, j, qa8 + (i - i0) * nb, len8, live); \
+        if (i1 - i == 2) hbnn_neon_xor_int_tile(g, Lc, 2, NRc, i, j, qa8 + (i - i0) * nb, len8, live); \
+        else if (i1 - i == 1) hbnn_neon_xor_int_tile(g, Lc, 1, NRc, i, j, qa8 + (i - i0) * nb, len8, live); \
+    } while (0)
+
+#if HBNN_NEON_XINT_NR == 4
 #define HBNN_NEON_XOR_INT_LOOP(Lc)                                                           \
-    for (int64_t j = j0; j < j1; j += 2) {                                                   \
-        const int nr = j + 1 < j1 ? 2 : 1;                                                   \
-        int64_t i = i0;                                                                      \
-        if (nr == 2) {                                                                       \
-            for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, 2, i, j);            \
-            if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, 2, i, j);                           \
-        } else {                                                                             \
-            for (; i + 1 < i1; i += 2) hbnn_neon_xor_int_tile(g, Lc, 2, 1, i, j);            \
-            if (i < i1) hbnn_neon_xor_int_tile(g, Lc, 1, 1, i, j);                           \
+    for (int64_t j = j0; j < j1; j += 4) {                                                   \
+        switch (j1 - j < 4 ? j1 - j : 4) {                                                   \
+        case 4: HBNN_NEON_XINT_ROWS(Lc, 4); break;                                           \
+        case 3: HBNN_NEON_XINT_ROWS(Lc, 3); break;                                           \
+        case 2: HBNN_NEON_XINT_ROWS(Lc, 2); break;                                           \
+        default: HBNN_NEON_XINT_ROWS(Lc, 1); break;                                          \
         }                                                                                    \
     }
+#else
+#define HBNN_NEON_XOR_INT_LOOP(Lc)                                                           \
+    for (int64_t j = j0; j < j1; j += 2) {                                                   \
+        if (j + 1 < j1) HBNN_NEON_XINT_ROWS(Lc, 2);                                          \
+        else HBNN_NEON_XINT_ROWS(Lc, 1);                                                     \
+    }
+#endif
 
 static void hbnn_xor_int_gemm_neon(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
-    switch (g->L) {
-    case 16: HBNN_NEON_XOR_INT_LOOP(16) break;
-    case 8: HBNN_NEON_XOR_INT_LOOP(8) break;
-    default: hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1); break;
+    if (g->L != 16 && g->L != 8) {
+        hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1);
+        return;
     }
+    const int64_t nb = g->nblk, bytes = (i1 - i0 + 1) * nb;
+    uint8_t stack[HBNN_NEON_XINT_STACK];
+    uint8_t *heap = bytes > HBNN_NEON_XINT_STACK ? (uint8_t *)malloc((size_t)bytes) : NULL;
+    if (bytes > HBNN_NEON_XINT_STACK && !heap) {   /* out of memory: the portable loop needs none */
+        hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1);
+        return;
+    }
+    uint8_t *len8 = heap ? heap : stack;
+    int8_t *qa8 = (int8_t *)(len8 + nb);
+    hbnn_neon_int_bytes(g, i0, i1, qa8, len8);
+    /* live words: up to the last 128 bits holding a real element (len > 0); past them both sides are
+     * zero bits at level 0 (row padding to HBNN_ROW_WORDS), which add exactly 0 */
+    const int64_t per_word = 64 / g->L;
+    int64_t last = nb - 1;
+    while (last >= 0 && len8[last] == 0) last--;
+    const int64_t live = ((last + 1 + 2 * per_word - 1) / (2 * per_word)) * 2;
+    if (g->L == 16) {
+        HBNN_NEON_XOR_INT_LOOP(16)
+    } else {
+        HBNN_NEON_XOR_INT_LOOP(8)
+    }
+    free(heap);
 }
 
 #if defined(__aarch64__)
@@ -887,6 +1068,14 @@ HBNN_NEON_INLINE void hbnn_neon_int8_tile(const hbnn_int8_args *g, const int MR,
             }
         }
     }
+#if HBNN_NEON_INT8_NR == 4
+    if (NR == 4) {
+        for (int r = 0; r < MR; r++)
+            hbnn_neon_int_store4(&g->ep, g->col_scale, j, g->out + (i + r) * g->ldo + j, acc[r][0], acc[r][1],
+                                 acc[r][2], acc[r][3]);
+        return;
+    }
+#endif
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++)
             g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,

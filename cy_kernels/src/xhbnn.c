@@ -20,6 +20,7 @@
 #if __has_include("kernels_neon.h")
 #define HBNN_HAVE_NEON 1
 #include "kernels_neon.h"
+#include "kernels_neon_dotprod.h"
 #endif
 #endif
 
@@ -60,12 +61,56 @@ static int hbnn_cpu_has_avx512(void)
 #ifndef HBNN_NEON_INT8_GEMM
 #define HBNN_NEON_INT8_GEMM hbnn_int8_gemm_portable
 #endif
+#ifdef HBNN_HAVE_NEON_DOTPROD
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)   /* Linux arm64 uapi hwcap.h */
+#endif
+/* The int8 GEMM picks the SDOT kernel when the CPU has the dot product (A76, A78AE, N1; the
+ * kernel tells through HWCAP_ASIMDDP), else the armv8.0 one. Decided once, when the backend is
+ * looked up at import (single-threaded); hbnn_neon_use_dotprod switches it for tests. */
+static int hbnn_dotprod_on = -1;
+
+int hbnn_neon_dotprod_supported(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+
+static void hbnn_int8_gemm_neon_any(const hbnn_int8_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    if (hbnn_dotprod_on > 0) hbnn_int8_gemm_neon_dotprod(g, i0, i1, j0, j1);
+    else HBNN_NEON_INT8_GEMM(g, i0, i1, j0, j1);
+}
+#undef HBNN_NEON_INT8_GEMM
+#define HBNN_NEON_INT8_GEMM hbnn_int8_gemm_neon_any
+#else
+int hbnn_neon_dotprod_supported(void) { return 0; }
+#endif
 static const hbnn_backend neon_backend = {
     "neon", hbnn_xor_gemm_neon, hbnn_sign_gemm_neon, hbnn_pack_rows_neon, hbnn_dense_gemm_neon,
     NULL,  /* sign_panel: the NEON sign GEMM builds its panels per tile */
     HBNN_NEON_XOR_INT_GEMM, HBNN_NEON_INT8_GEMM
 };
+#else
+int hbnn_neon_dotprod_supported(void) { return 0; }
 #endif
+
+/* 1 on, 0 off; returns the state, or -1 (unchanged) when asked for SDOT on a CPU or build without it. */
+int hbnn_neon_use_dotprod(int on)
+{
+#ifdef HBNN_HAVE_NEON_DOTPROD
+    if (on && !hbnn_neon_dotprod_supported()) return -1;
+    hbnn_dotprod_on = on ? 1 : 0;
+    return hbnn_dotprod_on;
+#else
+    return on ? -1 : 0;
+#endif
+}
+
+const char *hbnn_backend_variant(const hbnn_backend *be)
+{
+#ifdef HBNN_HAVE_NEON_DOTPROD
+    if (be == &neon_backend && hbnn_dotprod_on > 0) return "neon-dotprod";
+#endif
+    return be->name;
+}
 
 const hbnn_backend *hbnn_portable_backend(void) { return &portable_backend; }
 
@@ -78,7 +123,12 @@ const hbnn_backend *hbnn_backend_named(const char *name)
     if (!strcmp(name, "avx2")) return hbnn_cpu_has_avx2() ? &avx2_backend : NULL;
 #endif
 #ifdef HBNN_HAVE_NEON
-    if (!strcmp(name, "neon")) return &neon_backend;
+    if (!strcmp(name, "neon")) {
+#ifdef HBNN_HAVE_NEON_DOTPROD
+        if (hbnn_dotprod_on < 0) hbnn_dotprod_on = hbnn_neon_dotprod_supported();
+#endif
+        return &neon_backend;
+    }
 #endif
     return NULL;
 }

@@ -166,6 +166,13 @@ const hbnn_backend *hbnn_select_backend(int force_portable);
 /* "avx512", "avx2", "neon" or "portable": NULL when not built in or not supported by this CPU. */
 const hbnn_backend *hbnn_backend_named(const char *name);
 const hbnn_backend *hbnn_portable_backend(void);
+/* The backend's name, or the name of the kernel variant it runs on this CPU: "neon-dotprod" when the
+ * NEON backend's int8 GEMM uses SDOT (aarch64 with the dot product extension). */
+const char *hbnn_backend_variant(const hbnn_backend *be);
+/* Whether this CPU has the Armv8.2 dot product (aarch64 builds; 0 elsewhere). */
+int hbnn_neon_dotprod_supported(void);
+/* Test hook: SDOT kernels on (1) or off (0); returns the new state, or -1 when SDOT is unavailable. */
+int hbnn_neon_use_dotprod(int on);
 int64_t hbnn_sign_scratch_floats(const hbnn_sign_args *g);
 int64_t hbnn_sign_panel_floats(const hbnn_sign_args *g);
 /* Build all panels into `out` (32-byte aligned, ceil(n/16) * hbnn_sign_panel_floats floats); returns 0
