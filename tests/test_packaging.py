@@ -27,9 +27,8 @@ SCRIPTS = [os.path.join(ROOT, "scripts", name)
            for name in ("cross-build", "qemu-test", "install-check", "sdist-check", "arm-common.sh")]
 # What scripts/cross-build leaves in dist/ (gitignored, so not in a clean clone): names for the
 # .dockerignore checks.
-ARM_WHEELS = ["dist/hadanets_edge-0.1.0-cp39-cp39-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
-              "dist/hadanets_edge-0.1.0-cp311-abi3-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
-              "dist/hadanets_edge-0.1.0-cp311-abi3-manylinux2014_armv7l.manylinux_2_17_armv7l.whl"]
+ARM_WHEELS = ["dist/hadanets_edge-0.1.0-cp39-abi3-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
+              "dist/hadanets_edge-0.1.0-cp39-abi3-manylinux2014_armv7l.manylinux_2_17_armv7l.whl"]
 
 
 def read(*parts: str) -> str:
@@ -226,13 +225,20 @@ def test_image_installs_the_cross_built_wheel_not_a_source_build():
     assert re.search(r'REPO/dist', read("scripts", "cross-build")), "Expected scripts/cross-build to write to dist/"
 
 
+# python3 of the image's documented bases: Debian bookworm (Raspberry Pi) and L4T r36 = Ubuntu 22.04 (Jetson)
+BASE_PYTHON3 = {"debian:bookworm": (3, 11), "nvcr.io/nvidia/l4t-jetpack:r36": (3, 10)}
+
+
 def test_image_python_is_covered_by_the_abi3_wheel():
-    """Both bases (bookworm, L4T r36 = Ubuntu 22.04) get the same python3.11; the abi3 wheel starts there."""
+    """The image uses its base's python3; the abi3 wheel starts at or below the oldest of them (3.10)."""
     python = DEFAULTS.get("PYTHON", "")
     abi3 = re.search(r"^ABI3_PYTHON=(\d+)\.(\d+)", read("scripts", "arm-common.sh"), re.M)
-    version = re.fullmatch(r"python(\d+)\.(\d+)", python)
-    assert abi3 and version, f"Expected ARG PYTHON=python3.X and ABI3_PYTHON in arm-common.sh, got {python!r}"
-    assert tuple(map(int, version.groups())) >= tuple(map(int, abi3.groups()))
+    assert abi3 and python in ("python3", *(f"python{v[0]}.{v[1]}" for v in BASE_PYTHON3.values())), \
+        f"Expected ARG PYTHON=python3 and ABI3_PYTHON in arm-common.sh, got {python!r}"
+    want = min(BASE_PYTHON3.values()) if python == "python3" else tuple(map(int, python[6:].split(".")))
+    assert tuple(map(int, abi3.groups())) <= want
+    text = read("Dockerfile.arm")
+    assert all(base.split(":")[0] in text for base in BASE_PYTHON3), "Expected both bases named in Dockerfile.arm"
     assert any("${PYTHON} -m venv" in run for run in _runs(STAGES[-1][2])), "Expected the venv made with ${PYTHON}"
 
 
@@ -343,10 +349,10 @@ def _limited_api(monkeypatch, value):
 
 def test_setup_limited_api_switch(monkeypatch):
     assert _limited_api(monkeypatch, None) is None
+    assert _limited_api(monkeypatch, "3.9") == ("0x03090000", "cp39")
     assert _limited_api(monkeypatch, "3.11") == ("0x030B0000", "cp311")
-    assert _limited_api(monkeypatch, "3.12") == ("0x030C0000", "cp312")
-    with pytest.raises(SystemExit, match="3.11 or later"):
-        _limited_api(monkeypatch, "3.9")  # no buffer protocol (typed memoryviews) before 3.11
+    with pytest.raises(SystemExit, match="3.9 or later"):
+        _limited_api(monkeypatch, "3.8")
     with pytest.raises(SystemExit, match="Expected HBNN_LIMITED_API like 3.11"):
         _limited_api(monkeypatch, "abi3")
 
