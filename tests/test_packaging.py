@@ -24,7 +24,7 @@ else:  # pragma: no cover - Python 3.9/3.10
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKERFILE = os.path.join(ROOT, "Dockerfile.arm")
 SCRIPTS = [os.path.join(ROOT, "scripts", name)
-           for name in ("cross-build", "qemu-test", "install-check", "sdist-check", "arm-common.sh")]
+           for name in ("cross-build", "qemu-test", "install-check", "sdist-check", "build-numpy-armv7", "arm-common.sh")]
 # What scripts/cross-build leaves in dist/ (gitignored, so not in a clean clone): names for the
 # .dockerignore checks.
 ARM_WHEELS = ["dist/hadanets_edge-0.1.0-cp39-abi3-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",

@@ -25,7 +25,8 @@ def _pool_ref(x, k, s, kind):
 
 @pytest.mark.parametrize("kind", ["maxpool", "avgpool"])
 @pytest.mark.parametrize("shape,k,s", [((1, 4, 4, 3), 2, 2), ((2, 7, 5, 17), 3, 2), ((1, 6, 6, 1), 3, 1),
-                                       ((3, 5, 5, 64), 2, 2), ((1, 1, 1, 5), 1, 1)])
+                                       ((3, 5, 5, 64), 2, 2), ((1, 1, 1, 5), 1, 1), ((2, 7, 6, 32), 3, 2),
+                                       ((1, 5, 5, 16), 3, 1)])  # channels % 16 == 0: the register path
 def test_pool_matches_reference(kind, shape, k, s):
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     want = _pool_ref(x, k, s, kind)
@@ -37,11 +38,12 @@ def test_pool_matches_reference(kind, shape, k, s):
     np.testing.assert_allclose(out, np.ones_like(out))
 
 
-def test_maxpool_propagates_nan_like_numpy():
-    x = np.zeros((1, 4, 4, 2), np.float32)
+@pytest.mark.parametrize("c", [2, 16, 48])
+def test_maxpool_propagates_nan_like_numpy(c):
+    x = np.zeros((1, 4, 4, c), np.float32)
     x[0, 0, 1, 0] = np.nan
     x[0, 3, 3, 1] = np.inf
-    out = np.empty((1, 2, 2, 2), np.float32)
+    out = np.empty((1, 2, 2, c), np.float32)
     _xhbnn.BoundPool("maxpool", x, out, 2, 2)()
     assert np.isnan(out[0, 0, 0, 0]) and not np.isnan(out[0, 0, 0, 1])
     assert out[0, 1, 1, 1] == np.inf
