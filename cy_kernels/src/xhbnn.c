@@ -636,42 +636,9 @@ void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *i
 #define HBNN_MULTIVERSION
 #endif
 
-/* Max pooling of channel counts that are multiples of 16 (every conv of the zoo): each output
- * vector is reduced in registers and stored once, instead of being read and written back per window
- * element (AlexNet's max pools on the A72 model: see docs/BENCHMARKS.md). Same comparisons, same
- * order, so the same bits as the generic loop below. */
-#define HBNN_POOL_CB 16
-static inline void hbnn_maxpool16(const float *restrict x, int64_t batch, int64_t h, int64_t w, int64_t c,
-                                  int64_t k, int64_t s, float *restrict out)
-{
-    const int64_t oh = (h - k) / s + 1, ow = (w - k) / s + 1;
-    for (int64_t b = 0; b < batch; b++)
-        for (int64_t oy = 0; oy < oh; oy++)
-            for (int64_t ox = 0; ox < ow; ox++) {
-                float *o = out + ((b * oh + oy) * ow + ox) * c;
-                const float *win = x + ((b * h + oy * s) * w + ox * s) * c;
-                for (int64_t c0 = 0; c0 < c; c0 += HBNN_POOL_CB) {
-                    float m[HBNN_POOL_CB];
-                    for (int j = 0; j < HBNN_POOL_CB; j++) m[j] = win[c0 + j];
-                    for (int64_t ky = 0; ky < k; ky++)
-                        for (int64_t kx = 0; kx < k; kx++) {
-                            if (ky == 0 && kx == 0) continue;
-                            const float *p = win + (ky * w + kx) * c + c0;
-                            for (int j = 0; j < HBNN_POOL_CB; j++)
-                                m[j] = (p[j] > m[j] || p[j] != p[j]) ? p[j] : m[j];
-                        }
-                    for (int j = 0; j < HBNN_POOL_CB; j++) o[c0 + j] = m[j];
-                }
-            }
-}
-
 HBNN_MULTIVERSION void hbnn_pool2d(const float *restrict x, int64_t batch, int64_t h, int64_t w, int64_t c,
                                    int64_t k, int64_t s, int avg, float *restrict out)
 {
-    if (!avg && c % HBNN_POOL_CB == 0) {
-        hbnn_maxpool16(x, batch, h, w, c, k, s, out);
-        return;
-    }
     const int64_t oh = (h - k) / s + 1, ow = (w - k) / s + 1;
     const float inv = 1.0f / (float)(k * k);
     for (int64_t b = 0; b < batch; b++)
