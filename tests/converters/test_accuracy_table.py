@@ -63,6 +63,15 @@ def _table_module():
     return mod
 
 
+def _small_table(monkeypatch, epochs: int):
+    """The table runner with recipes small enough for the fake dataset (a few seconds a run)."""
+    t = _table_module()
+    small = {"epochs": epochs, "lr": 3e-3, "batch_size": 64, "val_size": 64}
+    monkeypatch.setattr(t, "FLOAT_RECIPE", dict(t.FLOAT_RECIPE, **small))
+    monkeypatch.setattr(t, "BINARY_RECIPE", dict(t.BINARY_RECIPE, **small))
+    return t
+
+
 def test_plan_runs_fp_and_hadanet_16_2_first_seed_major():
     t = _table_module()
     order = [(r.label, s) for r, s in t.plan(t.parse_rows("XNOR-Net,HadaNet(16,2),FP"), [0, 1])]
@@ -76,11 +85,8 @@ def test_runner_distils_resumes_and_skips_finished_records(fake_fmnist, tmp_path
     pytest.importorskip("torch")
     from converters import checkpoint as ckpt
 
-    t = _table_module()
+    t = _small_table(monkeypatch, 2)
     d, _ = fake_fmnist
-    small = {"epochs": 2, "lr": 3e-3, "batch_size": 64, "val_size": 64}
-    monkeypatch.setattr(t, "FLOAT_RECIPE", dict(t.FLOAT_RECIPE, **small))
-    monkeypatch.setattr(t, "BINARY_RECIPE", dict(t.BINARY_RECIPE, **small))
     results, doc = tmp_path / "results", tmp_path / "ACC.md"
     argv = ["run", "--rows", "HadaNet(16,2)", "--seeds", "0", "--data", str(d), "--work", str(tmp_path / "work"),
             "--results", str(results), "--doc", str(doc), "--no-progress"]
@@ -114,11 +120,8 @@ def test_runner_distils_resumes_and_skips_finished_records(fake_fmnist, tmp_path
 
 def test_integer_scale_row_trains_with_integer_scales_and_says_so(fake_fmnist, tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    t = _table_module()
+    t = _small_table(monkeypatch, 1)
     d, _ = fake_fmnist
-    small = {"epochs": 1, "lr": 3e-3, "batch_size": 64, "val_size": 64}
-    monkeypatch.setattr(t, "FLOAT_RECIPE", dict(t.FLOAT_RECIPE, **small))
-    monkeypatch.setattr(t, "BINARY_RECIPE", dict(t.BINARY_RECIPE, **small))
     results, doc, work = tmp_path / "results", tmp_path / "ACC.md", tmp_path / "work"
     row = store.ROW_BY_LABEL["HadaNet(16,2) int"]
     assert row.slug == "hadanet-16-2-int" and row.betas == "(16, 2) int"
@@ -137,14 +140,11 @@ def test_integer_scale_row_trains_with_integer_scales_and_says_so(fake_fmnist, t
 
 def test_bundle_takes_the_best_validation_seed_and_records_its_test_figure(fake_fmnist, tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    t = _table_module()
+    t = _small_table(monkeypatch, 1)
     spec = importlib.util.spec_from_file_location("bundle_model", ROOT / "benchmarks" / "bundle_model.py")
     bm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bm)
     d, _ = fake_fmnist
-    small = {"epochs": 1, "lr": 3e-3, "batch_size": 64, "val_size": 64}
-    monkeypatch.setattr(t, "FLOAT_RECIPE", dict(t.FLOAT_RECIPE, **small))
-    monkeypatch.setattr(t, "BINARY_RECIPE", dict(t.BINARY_RECIPE, **small))
     results, work = tmp_path / "results", tmp_path / "work"
     assert t.main(["run", "--rows", "HadaNet(16,2)", "--seeds", "0,1", "--data", str(d), "--work", str(work),
                    "--results", str(results), "--doc", str(tmp_path / "ACC.md"), "--no-progress"]) == 0
