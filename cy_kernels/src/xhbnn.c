@@ -636,9 +636,63 @@ void hbnn_binarize_float(const float *x, int64_t rows, int64_t n, const float *i
 #define HBNN_MULTIVERSION
 #endif
 
+/* Max pooling of channel counts divisible by 16 (every conv of the zoo): 16 channels of a window
+ * reduced in four 4-float vectors (GCC's generic vectors: NEON q registers, SSE/AVX lanes) and stored
+ * once, instead of the output being read and written back per window element. Per lane the same
+ * select as the generic loop below, so the same bits (NaN wins, as numpy.maximum). A plain array
+ * accumulator here was turned into scalar compares by GCC 12 on aarch64; these vectors are not. */
+typedef float hbnn_v4f __attribute__((vector_size(16)));
+typedef int32_t hbnn_v4i __attribute__((vector_size(16)));
+
+static inline hbnn_v4f hbnn_ld4(const float *p)
+{
+    hbnn_v4f v;
+    memcpy(&v, p, sizeof v);  /* unaligned load */
+    return v;
+}
+
+static inline hbnn_v4f hbnn_max4_nan(hbnn_v4f m, hbnn_v4f v)
+{
+    const hbnn_v4i take = (v > m) | (v != v);
+    return (hbnn_v4f)(((hbnn_v4i)v & take) | ((hbnn_v4i)m & ~take));
+}
+
+static inline void hbnn_maxpool16(const float *restrict x, int64_t batch, int64_t h, int64_t w, int64_t c,
+                                  int64_t k, int64_t s, float *restrict out)
+{
+    const int64_t oh = (h - k) / s + 1, ow = (w - k) / s + 1;
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t oy = 0; oy < oh; oy++)
+            for (int64_t ox = 0; ox < ow; ox++) {
+                float *o = out + ((b * oh + oy) * ow + ox) * c;
+                const float *win = x + ((b * h + oy * s) * w + ox * s) * c;
+                for (int64_t c0 = 0; c0 < c; c0 += 16) {
+                    hbnn_v4f m0 = hbnn_ld4(win + c0), m1 = hbnn_ld4(win + c0 + 4);
+                    hbnn_v4f m2 = hbnn_ld4(win + c0 + 8), m3 = hbnn_ld4(win + c0 + 12);
+                    for (int64_t ky = 0; ky < k; ky++)
+                        for (int64_t kx = 0; kx < k; kx++) {
+                            if (ky == 0 && kx == 0) continue;
+                            const float *p = win + (ky * w + kx) * c + c0;
+                            m0 = hbnn_max4_nan(m0, hbnn_ld4(p));
+                            m1 = hbnn_max4_nan(m1, hbnn_ld4(p + 4));
+                            m2 = hbnn_max4_nan(m2, hbnn_ld4(p + 8));
+                            m3 = hbnn_max4_nan(m3, hbnn_ld4(p + 12));
+                        }
+                    memcpy(o + c0, &m0, sizeof m0);
+                    memcpy(o + c0 + 4, &m1, sizeof m1);
+                    memcpy(o + c0 + 8, &m2, sizeof m2);
+                    memcpy(o + c0 + 12, &m3, sizeof m3);
+                }
+            }
+}
+
 HBNN_MULTIVERSION void hbnn_pool2d(const float *restrict x, int64_t batch, int64_t h, int64_t w, int64_t c,
                                    int64_t k, int64_t s, int avg, float *restrict out)
 {
+    if (!avg && c % 16 == 0) {
+        hbnn_maxpool16(x, batch, h, w, c, k, s, out);
+        return;
+    }
     const int64_t oh = (h - k) / s + 1, ow = (w - k) / s + 1;
     const float inv = 1.0f / (float)(k * k);
     for (int64_t b = 0; b < batch; b++)
