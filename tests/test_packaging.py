@@ -384,3 +384,21 @@ def test_the_bundled_model_and_clip_are_package_data():
         rel = path.relative_to(BUNDLED_MODEL.parents[1]).as_posix()  # relative to the hbnn package
         assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
     assert tomllib.loads(read("pyproject.toml"))["project"]["scripts"]["hbnn"] == "hbnn.cli:main"
+
+
+def test_sdist_carries_every_source_of_the_extension():
+    """The sdist builds on a board (scripts/sdist-check): every .pyx/.pxi/.pxd and C file the
+    extension compiles must be package data (a missing _frame.pxi once broke that build)."""
+    import fnmatch
+
+    patterns = tomllib.loads(read("pyproject.toml"))["tool"]["setuptools"]["package-data"]["cy_kernels"]
+    root = os.path.join(ROOT, "cy_kernels")
+    sources = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            rel = os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/")
+            if name.endswith((".pyx", ".pxi", ".pxd", ".h")) or (name.endswith(".c") and rel.startswith("src/")):
+                sources.append(rel)
+    assert "_frame.pxi" in sources and "src/ndarray_data.h" in sources
+    missing = [rel for rel in sources if not any(fnmatch.fnmatch(rel, p) for p in patterns)]
+    assert not missing, f"Expected these in [tool.setuptools.package-data] cy_kernels, got them missing: {missing}"
