@@ -114,7 +114,7 @@ def test_conv_lenet_shape(backend, bw, ba):
 
 # 64-bit blocks: runs of words sharing one scale pair (pixels of 1-5 words, segments of 1-8 words, runs
 # that are odd, that straddle pixels or not), patch and filter counts that leave every tile a tail
-@pytest.mark.parametrize("c", [64, 100, 128, 192, 320])
+@pytest.mark.parametrize("c", [64, 100, 128, 192, 256, 320, 512])
 @pytest.mark.parametrize("bw,ba", [(None, None), (64, 64), (128, None), (None, 128), (256, 64), (512, None),
                                    (None, 64)])
 @pytest.mark.parametrize("o", [1, 3, 6])
