@@ -10,10 +10,11 @@ that (beta_w, beta_a) LeNet on this machine, 1 thread, marker area = ``.hbn`` fi
 LiteRT (XNNPACK) float32 runs the FP row's float network, so it is drawn at the FP row's
 accuracy; LiteRT int8 accuracy is not measured, so int8 is a vertical line at its latency.
 Several ``--bench`` files (repeated runs): each row's latency is the median of its runs' medians.
-``--arm``: a second panel with the emulated Cortex-A72 latencies; the file holds rows of the
-same shape as ``hbnn bench models --json`` (``{"rows": [{"arch", "engine", "precision",
-"threads", "median_ms"}, ...]}``). Rows without records, or without a latency, are left out
-and listed on stdout: nothing is invented.
+``--arm``: a second panel with the emulated Cortex-A72 estimate, from ``scripts/arm-bench aarch64
+--archs lenet --cores a72 --json`` (estimated cycles per frame at a Pi 4's 1.5 GHz; see
+docs/BENCHMARKS.md, "ARM (estimated)"), or rows of the same shape as ``hbnn bench models --json``
+(``{"rows": [{"arch", "engine", "precision", "threads", "median_ms"}, ...]}``). Rows without
+records, or without a latency, are left out and listed on stdout: nothing is invented.
 """
 from __future__ import annotations
 
@@ -54,6 +55,36 @@ def latency(bench: dict, engine: str, precision: str, threads: int = 1, arch: st
                 and r.get("precision") == precision):
             return float(r["median_ms"])
     return None
+
+
+ARM_CORE, ARM_GHZ = "a72", "1.5"  # the Raspberry Pi 4's core and clock
+
+
+def from_arm_bench(doc: dict, core: str = ARM_CORE, ghz: str = ARM_GHZ) -> dict:
+    """``scripts/arm-bench --json`` output as bench rows: estimated ms per frame on ``core`` at ``ghz``.
+    Engines there are "HadaNet (16,2)", "HadaNet (16,2 int)", "LiteRT fp32", "LiteRT int8"."""
+    if "rows" in doc:  # already in bench shape
+        return doc
+    rows = []
+    for r in doc.get("results", []):
+        if r.get("core") != core or ghz not in r.get("ms", {}):
+            continue
+        engine = str(r.get("engine", ""))
+        if engine.startswith("HadaNet (") and engine.endswith(")"):
+            name = engine[len("HadaNet ("):-1]
+            int_scales = name.endswith(" int")
+            bw, ba = (None if v == "inf" else int(v) for v in name.replace(" int", "").split(","))
+            f = lambda b: "inf" if b is None else str(b)  # noqa: E731
+            precision = ("full precision" if (bw, ba) == (1, 1)
+                         else f"beta ({f(bw)},{f(ba)})" + (" int" if int_scales else ""))
+            rows.append({"arch": r.get("model"), "engine": "hbnn", "precision": precision, "threads": 1,
+                         "median_ms": r["ms"][ghz]})
+        elif engine.startswith("LiteRT "):
+            kind = engine.split()[-1]
+            rows.append({"arch": r.get("model"), "engine": "ai-edge-litert",
+                         "precision": "float32" if kind == "fp32" else kind, "threads": 1,
+                         "median_ms": r["ms"][ghz]})
+    return {"rows": rows}
 
 
 def merge_bench(benches: List[dict]) -> dict:
@@ -129,7 +160,7 @@ def plot(records: List[dict], bench: dict, out: str, arm: Optional[dict] = None)
     panels = [(bench, pts, "this machine (x86), 1 thread")]
     if arm is not None:
         arm_pts, arm_skipped = points(records, arm)
-        panels.append((arm, arm_pts, "emulated Cortex-A72 estimate, 1 thread"))
+        panels.append((arm, arm_pts, f"emulated Cortex-A72 (Pi 4) estimate at {ARM_GHZ} GHz, 1 thread"))
         skipped += [f"A72 panel: {s}" for s in arm_skipped if "no records" not in s]
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 7.2), squeeze=False)
     for ax, (b, p, title) in zip(axes[0], panels):
@@ -145,7 +176,8 @@ def main(argv: Optional[list] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bench", required=True, nargs="+", metavar="JSON",
                    help="`hbnn bench models --json` output (x86, 1 thread); several runs: median per row")
-    p.add_argument("--arm", default=None, metavar="JSON", help="emulated Cortex-A72 rows, same shape (second panel)")
+    p.add_argument("--arm", default=None, metavar="JSON",
+                   help="scripts/arm-bench --json output with a72 LeNet rows (second panel: the Pi 4 estimate)")
     p.add_argument("--results", default=RESULTS_DIR, help="accuracy records directory")
     p.add_argument("-o", "--out", required=True, metavar="PNG")
     args = p.parse_args(argv)
@@ -162,7 +194,7 @@ def main(argv: Optional[list] = None) -> int:
         raise SystemExit(f"plot_accuracy.py: error: Expected at least one accuracy record in {args.results}, got none "
                          f"(python benchmarks/accuracy_table.py run)")
     bench = merge_bench([read(path) for path in args.bench])
-    skipped = plot(records, bench, args.out, read(args.arm) if args.arm else None)
+    skipped = plot(records, bench, args.out, from_arm_bench(read(args.arm)) if args.arm else None)
     for line in skipped:
         print(f"left out: {line}")
     print(f"wrote {args.out}")

@@ -74,3 +74,23 @@ def test_repeated_bench_runs_give_each_row_its_median_and_int_rows_their_own_poi
     pts, _ = plot_accuracy.points(recs, merged)
     assert [(p["label"], p["ms"]) for p in pts] == [("HadaNet(16,2)", pytest.approx(0.2)),
                                                     ("HadaNet(16,2) int", pytest.approx(0.1))]
+
+
+def test_arm_bench_json_becomes_a72_rows_at_the_pi4_clock():
+    import plot_accuracy
+
+    def row(engine, core, ms15):
+        return {"model": "lenet", "engine": engine, "core": core, "cycles_per_frame": ms15 * 1.5e6,
+                "ms": {"1.2": ms15 * 1.25, "1.5": ms15, "2.4": ms15 / 1.6}}
+    doc = {"target": "aarch64", "results": [
+        row("HadaNet (1,1)", "a72", 2.0), row("HadaNet (16,2)", "a72", 0.8), row("HadaNet (16,2 int)", "a72", 0.6),
+        row("HadaNet (inf,inf)", "a72", 0.3), row("HadaNet (16,2)", "a76", 0.1),
+        row("LiteRT fp32", "a72", 1.5), row("LiteRT int8", "a72", 1.2)]}
+    bench = plot_accuracy.from_arm_bench(doc)
+    assert plot_accuracy.latency(bench, "hbnn", "full precision") == 2.0
+    assert plot_accuracy.latency(bench, "hbnn", "beta (16,2)") == 0.8      # the A72 row, not the A76's
+    assert plot_accuracy.latency(bench, "hbnn", "beta (16,2) int") == 0.6
+    assert plot_accuracy.latency(bench, "hbnn", "beta (inf,inf)") == 0.3
+    assert plot_accuracy.latency(bench, "ai-edge-litert", "float32") == 1.5
+    assert plot_accuracy.latency(bench, "ai-edge-litert", "int8") == 1.2
+    assert plot_accuracy.from_arm_bench({"rows": []}) == {"rows": []}  # bench shape passes through
