@@ -7,6 +7,9 @@ Environment switches:
     HBNN_OPENMP=0     build without OpenMP even when the compiler has it
     HBNN_DEBUG=1      Cython bounds checks on, -O0 -g (for sanitizers and debugging)
     HBNN_SANITIZE=1   add -fsanitize=address,undefined
+    HBNN_SIMDE_AVX512=1   tests only (x86-64, needs SIMDe: Debian's libsimde-dev): the AVX-512 backend
+                      compiled against SIMDe's portable intrinsics and offered whatever the CPU, so the
+                      kernel tests check it on a machine without AVX-512 (`make test-avx512-emulated`)
     HBNN_LIMITED_API=3.9   build against CPython's Limited API: one cp39-abi3 wheel for 3.9 and later
                       (scripts/cross-build; typed memoryviews need 3.11's buffer protocol)
 """
@@ -80,6 +83,10 @@ class BuildExt(build_ext):
         if os.environ.get("HBNN_SANITIZE") == "1":
             cflags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
             ldflags += ["-fsanitize=address,undefined"]
+        if simde_avx512():
+            # -O1: the SIMDe file takes 80 s to compile at -O3 against 25 s, and the tests run as fast
+            # (they are small); SIMDe passes 64-byte vectors by value (GCC notes the ABI change per function)
+            cflags = [f for f in cflags if f != "-O3"] + ([] if debug else ["-O1"]) + ["-Wno-psabi"]
         if os.environ.get("HBNN_OPENMP", "1") != "0" and compiler_accepts(["-fopenmp"]):
             cflags.append("-fopenmp")
             ldflags.append("-fopenmp")
@@ -89,6 +96,15 @@ class BuildExt(build_ext):
             ext.extra_compile_args = cflags + ext.extra_compile_args
             ext.extra_link_args = ldflags + ext.extra_link_args
         super().build_extensions()
+
+
+def simde_avx512():
+    """HBNN_SIMDE_AVX512=1: the emulated AVX-512 test build (x86-64 only)."""
+    if os.environ.get("HBNN_SIMDE_AVX512") != "1":
+        return False
+    if target_arch() != "x86_64":
+        sys.exit(f"Expected HBNN_SIMDE_AVX512=1 on an x86-64 target, got {target_arch()}")
+    return True
 
 
 def limited_api():
@@ -124,6 +140,9 @@ def extensions():
         include_dirs=["cy_kernels/src"],
         depends=[os.path.join("cy_kernels/src", f) for f in os.listdir(os.path.join(HERE, "cy_kernels/src"))],
     )
+    if simde_avx512():
+        ext.sources.append("cy_kernels/src/xhbnn_avx512_simde.c")
+        ext.define_macros.append(("HBNN_SIMDE_AVX512", "1"))
     if limited_api():
         ext.define_macros.append(("Py_LIMITED_API", limited_api()[0]))  # Cython follows this macro
         ext.py_limited_api = True  # file name _xhbnn.abi3.so

@@ -214,7 +214,8 @@ def backend_name():
 
 def kernel_variant():
     """The backend's name, or its variant on this CPU: "neon-dotprod" when the NEON integer-scale
-    int8 GEMM runs on SDOT (aarch64 cores with the dot product, e.g. Cortex-A76)."""
+    int8 GEMM runs on SDOT (aarch64 cores with the dot product, e.g. Cortex-A76); "avx512-simde" in
+    the emulated test build (setup.py: HBNN_SIMDE_AVX512=1)."""
     return (<bytes>hbnn_backend_variant(_backend)).decode()
 
 

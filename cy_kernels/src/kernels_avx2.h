@@ -8,11 +8,19 @@
 #error "kernels_avx2.h is for x86-64 only"
 #endif
 
-#include <immintrin.h>
 #include "xhbnn.h"
 
+#ifdef HBNN_SIMDE_X86
+/* The emulated AVX-512 test build (xhbnn_avx512_simde.c), which also uses this file's sign panel and
+ * packer: SIMDe's portable intrinsics, no target attribute (see kernels_avx512.h). */
+#include "simde_x86.h"
+#define HBNN_AVX2
+#define HBNN_AVX2_INLINE static inline __attribute__((always_inline))
+#else
+#include <immintrin.h>
 #define HBNN_AVX2 __attribute__((target("avx2,fma,popcnt")))
 #define HBNN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,popcnt")))
+#endif
 
 /* Byte-wise popcount (Mula's nibble lookup). */
 HBNN_AVX2_INLINE __m256i hbnn_avx2_popcnt8(__m256i x)

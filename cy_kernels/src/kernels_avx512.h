@@ -7,8 +7,10 @@
  * for 1-2 rows) at once: the AVX2 loops, 3 rows x 2 halves, are bound by the 3-4 cycle add/FMA
  * latency, not by throughput. The sign GEMM reads its filter signs as 16-bit masks (see
  * hbnn_sign_panel_avx512). The packers are AVX2's.
+ * The integer-scale GEMMs (docs/DESIGN.md, section 9) use VPOPCNTW/B and the VNNI dot products.
  * Compiled with per-function target attributes like the AVX2 backend, selected at run time only on
- * CPUs with all of these extensions. Included once, by xhbnn.c, after kernels_avx2.h. */
+ * CPUs with all of these extensions. Included once, by xhbnn.c, after kernels_avx2.h; or, in the
+ * emulated test build (setup.py: HBNN_SIMDE_AVX512=1), by xhbnn_avx512_simde.c against SIMDe. */
 #ifndef XHBNN_KERNELS_AVX512_H
 #define XHBNN_KERNELS_AVX512_H
 
@@ -16,12 +18,25 @@
 #error "kernels_avx512.h is for x86-64 only"
 #endif
 
-#include <immintrin.h>
 #include "xhbnn.h"
 
-#define HBNN_AVX512_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,avx512bitalg,avx2,fma,popcnt"
+#ifdef HBNN_SIMDE_X86
+/* The emulated test build (xhbnn_avx512_simde.c): SIMDe's portable intrinsics and no target
+ * attribute, so that GCC emits no AVX-512 instruction (it would, for SIMDe's plain C loops, inside a
+ * function compiled for an AVX-512 target) and the code runs on any x86-64 CPU. */
+#include "simde_x86.h"
+#define HBNN_AVX512
+#define HBNN_AVX512_INLINE static inline __attribute__((always_inline))
+#else
+#include <immintrin.h>
+/* VNNI is required (hbnn_cpu_has_avx512): every CPU with VPOPCNTDQ + BITALG has it (Ice Lake, Tiger
+ * Lake, Rocket Lake, Sapphire Rapids and later, Zen 4 and later), so the integer-scale kernels use
+ * vpdpwssd / vpdpbusd without a second, VNNI-less variant. */
+#define HBNN_AVX512_TARGET \
+    "avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,avx512bitalg,avx512vnni,avx2,fma,popcnt"
 #define HBNN_AVX512 __attribute__((target(HBNN_AVX512_TARGET)))
 #define HBNN_AVX512_INLINE static inline __attribute__((always_inline, target(HBNN_AVX512_TARGET)))
+#endif
 
 /* Two ways to add up sum_b sa[b] * sb[b] * (len[b] - 2 * pop[b]):
  *  - general (U = 0): d = len - 2 * pop in float, 16 blocks per vector;
@@ -558,5 +573,180 @@ HBNN_AVX512 static void hbnn_dense_gemm_avx512(const hbnn_dense_args *g, int64_t
         if (i < i1) hbnn_avx512_dense_1(g, w, i, j, nf);
     }
 }
+
+/* ---- integer scales (docs/DESIGN.md, section 9) ------------------------------------------------ */
+/* int-xor: block levels every 16 bits (L = 16) or 8 bits (L = 8), int16. Per 512-bit chunk of a
+ * (patch, filter) pair: vpxorq, the block counts by vpopcntw (L = 16) or vpopcntb widened to words
+ * (L = 8), t = qa * len - (2 * qa) * pop by vpmullw (|t| <= 127 * 16: int16), then vpdpwssd of t with
+ * the filter's levels into int32 lanes (pairs at most 2 * 2032 * 127, no saturation in the
+ * non-saturating form): no float work until the one multiply per output. qa * len and 2 * qa are
+ * formed once per chunk and patch and shared by the tile's filters. Rows are padded to 256 bits, so
+ * the last chunk may be half: its upper words and levels load as zero (masked loads, which never
+ * touch the masked-off memory) and add exactly 0. */
+
+/* Lane masks of the level vectors (32 int16 each) of one chunk: levels [32 h, 32 h + 32) of it. */
+HBNN_AVX512_INLINE __mmask32 hbnn_avx512_level_mask(const int L, int half_chunk, int h)
+{
+    if (!half_chunk) return (__mmask32)0xffffffffu;
+    if (L == 16) return (__mmask32)0x0000ffffu;   /* 16 blocks of 16 bits in 256 */
+    return h == 0 ? (__mmask32)0xffffffffu : (__mmask32)0;  /* 32 blocks of 8 bits in 256 */
+}
+
+/* Register tile of MR patches x NR filters (MR <= 2, NR <= 4), all K, block levels every L bits. */
+HBNN_AVX512_INLINE void hbnn_avx512_xor_int_tile(const hbnn_xor_args *g, const int L, const int MR, const int NR,
+                                                 int64_t i, int64_t j)
+{
+    const int halves = L == 8 ? 2 : 1;   /* level vectors per chunk */
+    __m512i acc[2][4];
+    const uint64_t *a[2], *b[4];
+    const int16_t *aq[2], *bq[4];
+    for (int r = 0; r < MR; r++) {
+        a[r] = g->a + (i + r) * g->kwords;
+        aq[r] = g->aq + (i + r) * g->nblk;
+        for (int c = 0; c < NR; c++) acc[r][c] = _mm512_setzero_si512();
+    }
+    for (int c = 0; c < NR; c++) {
+        b[c] = g->b + (j + c) * g->kwords;
+        bq[c] = g->bq + (j + c) * g->nblk;
+    }
+    const int64_t chunks = (g->kwords + 7) / 8;
+    for (int64_t k = 0; k < chunks; k++) {
+        const int half_chunk = 8 * k + 8 > g->kwords;
+        const __mmask8 wm = half_chunk ? (__mmask8)0x0f : (__mmask8)0xff;
+        const int64_t blk = k * 32 * halves;
+        __mmask32 lm[2];
+        __m512i va[2], ql[2][2], q2[2][2];
+        for (int h = 0; h < halves; h++) {
+            lm[h] = hbnn_avx512_level_mask(L, half_chunk, h);
+            const __m512i len = _mm512_maskz_loadu_epi16(lm[h], g->qlen + blk + 32 * h);
+            for (int r = 0; r < MR; r++) {
+                const __m512i q = _mm512_maskz_loadu_epi16(lm[h], aq[r] + blk + 32 * h);
+                ql[r][h] = _mm512_mullo_epi16(q, len);
+                q2[r][h] = _mm512_add_epi16(q, q);
+            }
+        }
+        for (int r = 0; r < MR; r++) va[r] = _mm512_maskz_loadu_epi64(wm, a[r] + 8 * k);
+        for (int c = 0; c < NR; c++) {
+            const __m512i vb = _mm512_maskz_loadu_epi64(wm, b[c] + 8 * k);
+            __m512i qb[2];
+            for (int h = 0; h < halves; h++) qb[h] = _mm512_maskz_loadu_epi16(lm[h], bq[c] + blk + 32 * h);
+            for (int r = 0; r < MR; r++) {
+                const __m512i x = _mm512_xor_si512(va[r], vb);
+                __m512i pop[2];
+                if (L == 16) {
+                    pop[0] = _mm512_popcnt_epi16(x);
+                } else {
+                    const __m512i c8 = _mm512_popcnt_epi8(x);
+                    pop[0] = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(c8));
+                    pop[1] = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(c8, 1));
+                }
+                for (int h = 0; h < halves; h++) {
+                    const __m512i t = _mm512_sub_epi16(ql[r][h], _mm512_mullo_epi16(pop[h], q2[r][h]));
+                    acc[r][c] = _mm512_dpwssd_epi32(acc[r][c], t, qb[h]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++)
+            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
+                                                               _mm512_reduce_add_epi32(acc[r][c]));
+}
+
+/* One out-of-line function per L: columns 4 at a time, the last few one at a time. */
+#define HBNN_AVX512_XOR_INT_FN(Lc)                                                           \
+    HBNN_AVX512 __attribute__((noinline)) static void hbnn_avx512_xor_int_##Lc(              \
+        const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)              \
+    {                                                                                        \
+        for (int64_t j = j0; j < j1;) {                                                      \
+            const int nr = j + 4 <= j1 ? 4 : 1;                                              \
+            int64_t i = i0;                                                                  \
+            if (nr == 4) {                                                                   \
+                for (; i + 1 < i1; i += 2) hbnn_avx512_xor_int_tile(g, Lc, 2, 4, i, j);      \
+                if (i < i1) hbnn_avx512_xor_int_tile(g, Lc, 1, 4, i, j);                     \
+            } else {                                                                         \
+                for (; i + 1 < i1; i += 2) hbnn_avx512_xor_int_tile(g, Lc, 2, 1, i, j);      \
+                if (i < i1) hbnn_avx512_xor_int_tile(g, Lc, 1, 1, i, j);                     \
+            }                                                                                \
+            j += nr;                                                                         \
+        }                                                                                    \
+    }
+HBNN_AVX512_XOR_INT_FN(16)
+HBNN_AVX512_XOR_INT_FN(8)
+
+HBNN_AVX512 static void hbnn_xor_int_gemm_avx512(const hbnn_xor_args *g, int64_t i0, int64_t i1, int64_t j0,
+                                                 int64_t j1)
+{
+    switch (g->L) {
+    case 16: hbnn_avx512_xor_int_16(g, i0, i1, j0, j1); break;
+    case 8: hbnn_avx512_xor_int_8(g, i0, i1, j0, j1); break;
+    default: hbnn_xor_int_gemm_portable(g, i0, i1, j0, j1); break;
+    }
+}
+
+/* int8 GEMM (short blocks): vpdpbusd multiplies unsigned bytes by signed bytes, so each product
+ * a * w is formed as |a| * (w with a's sign): vpabsb once per patch and chunk, then per pair the
+ * filter's bytes negated where a < 0 (vpmovb2m mask, masked vpsubb from zero; |w| <= 127, so -w is a
+ * byte) and one vpdpbusd: 64 products into 16 int32 lanes per two instructions, exact (a product at
+ * most 127 * 127, four per lane and step, int32 sums as the contract bounds them). Where a = 0 the
+ * product is 0 whatever w's sign. Rows are padded to 32 bytes: a last half chunk loads its upper 32
+ * bytes as zero. Tile: MR patches x NR filters (MR <= 2, NR <= 4). */
+HBNN_AVX512_INLINE void hbnn_avx512_int8_tile(const hbnn_int8_args *g, const int MR, const int NR, int64_t i,
+                                              int64_t j)
+{
+    __m512i acc[2][4];
+    const int8_t *a[2], *w[4];
+    for (int r = 0; r < MR; r++) {
+        a[r] = g->a + (i + r) * g->kpad;
+        for (int c = 0; c < NR; c++) acc[r][c] = _mm512_setzero_si512();
+    }
+    for (int c = 0; c < NR; c++) w[c] = g->w + (j + c) * g->kpad;
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t k = 0; k < g->kpad; k += 64) {
+        const __mmask64 m = k + 64 <= g->kpad ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
+        __m512i aa[2];
+        __mmask64 neg[2];
+        for (int r = 0; r < MR; r++) {
+            const __m512i va = _mm512_maskz_loadu_epi8(m, a[r] + k);
+            aa[r] = _mm512_abs_epi8(va);
+            neg[r] = _mm512_movepi8_mask(va);
+        }
+        for (int c = 0; c < NR; c++) {
+            const __m512i vw = _mm512_maskz_loadu_epi8(m, w[c] + k);
+            for (int r = 0; r < MR; r++)
+                acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], aa[r], _mm512_mask_sub_epi8(vw, neg[r], zero, vw));
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++)
+            g->out[(i + r) * g->ldo + j + c] = hbnn_int_output(&g->ep, g->col_scale, j + c,
+                                                               _mm512_reduce_add_epi32(acc[r][c]));
+}
+
+#define HBNN_AVX512_INT8_ROWS(NRc)                                                           \
+    do {                                                                                     \
+        int64_t i = i0;                                                                      \
+        for (; i + 1 < i1; i += 2) hbnn_avx512_int8_tile(g, 2, NRc, i, j);                   \
+        if (i < i1) hbnn_avx512_int8_tile(g, 1, NRc, i, j);                                  \
+    } while (0)
+
+HBNN_AVX512 static void hbnn_int8_gemm_avx512(const hbnn_int8_args *g, int64_t i0, int64_t i1, int64_t j0,
+                                              int64_t j1)
+{
+    for (int64_t j = j0; j < j1; j += 4) {
+        switch (j1 - j < 4 ? j1 - j : 4) {
+        case 4: HBNN_AVX512_INT8_ROWS(4); break;
+        case 3: HBNN_AVX512_INT8_ROWS(3); break;
+        case 2: HBNN_AVX512_INT8_ROWS(2); break;
+        default: HBNN_AVX512_INT8_ROWS(1); break;
+        }
+    }
+}
+
+/* The backend's functions in hbnn_backend's order after the name: the table in xhbnn.c, or in the
+ * emulated test build xhbnn_avx512_simde.c's. The packers are AVX2's (see the top of this file). */
+#define HBNN_AVX512_FUNCTIONS                                                                \
+    hbnn_xor_gemm_avx512, hbnn_sign_gemm_avx512, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx512,    \
+        hbnn_sign_panel_avx512, hbnn_xor_int_gemm_avx512, hbnn_int8_gemm_avx512
 
 #endif

@@ -12,7 +12,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #define HBNN_HAVE_AVX2 1
 #include "kernels_avx2.h"
+#ifndef HBNN_SIMDE_AVX512
 #include "kernels_avx512.h"
+#endif
 #endif
 
 /* NEON hook: the NEON backend (kernels_neon.h) is enabled here. */
@@ -32,12 +34,15 @@ static const hbnn_backend portable_backend = {
 static const hbnn_backend avx2_backend = {
     "avx2", hbnn_xor_gemm_avx2, hbnn_sign_gemm_avx2, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx2,
     hbnn_sign_panel_avx2, hbnn_xor_int_gemm_avx2, hbnn_int8_gemm_avx2};
-/* AVX-512: its own GEMMs and sign panels; the packers are AVX2's (an AVX-512 packer measured the same:
- * packing is bound by reading the activations). The integer-scale GEMMs are AVX2's too: no AVX-512
- * integer kernel yet (none could be tested on the machines at hand). */
-static const hbnn_backend avx512_backend = {
-    "avx512", hbnn_xor_gemm_avx512, hbnn_sign_gemm_avx512, hbnn_pack_rows_avx2, hbnn_dense_gemm_avx512,
-    hbnn_sign_panel_avx512, hbnn_xor_int_gemm_avx2, hbnn_int8_gemm_avx2};
+/* AVX-512: its own GEMMs, sign panels and integer-scale GEMMs (VNNI); the packers are AVX2's (an
+ * AVX-512 packer measured the same: packing is bound by reading the activations). */
+#ifdef HBNN_SIMDE_AVX512
+/* The emulated test build (setup.py: HBNN_SIMDE_AVX512=1): the same kernels compiled against SIMDe in
+ * xhbnn_avx512_simde.c, offered whatever the CPU. Never in a wheel. */
+extern const hbnn_backend hbnn_avx512_simde_backend;
+#else
+static const hbnn_backend avx512_backend = {"avx512", HBNN_AVX512_FUNCTIONS};
+#endif
 
 static int hbnn_cpu_has_avx2(void)
 {
@@ -45,11 +50,24 @@ static int hbnn_cpu_has_avx2(void)
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt");
 }
 
+/* VNNI is required with the rest (see kernels_avx512.h): every CPU with VPOPCNTDQ and BITALG has it,
+ * so the check excludes no CPU that could otherwise run the backend (Cascade Lake and Skylake-X have
+ * no VPOPCNTDQ, and run AVX2). */
 static int hbnn_cpu_has_avx512(void)
 {
     return hbnn_cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512bitalg");
+           __builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512bitalg") &&
+           __builtin_cpu_supports("avx512vnni");
+}
+
+static const hbnn_backend *hbnn_avx512_backend(void)
+{
+#ifdef HBNN_SIMDE_AVX512
+    return &hbnn_avx512_simde_backend;
+#else
+    return hbnn_cpu_has_avx512() ? &avx512_backend : NULL;
+#endif
 }
 #endif
 
@@ -106,6 +124,9 @@ int hbnn_neon_use_dotprod(int on)
 
 const char *hbnn_backend_variant(const hbnn_backend *be)
 {
+#ifdef HBNN_SIMDE_AVX512
+    if (be == &hbnn_avx512_simde_backend) return "avx512-simde";
+#endif
 #ifdef HBNN_HAVE_NEON_DOTPROD
     if (be == &neon_backend && hbnn_dotprod_on > 0) return "neon-dotprod";
 #endif
@@ -119,7 +140,7 @@ const hbnn_backend *hbnn_backend_named(const char *name)
 {
     if (!strcmp(name, "portable")) return &portable_backend;
 #ifdef HBNN_HAVE_AVX2
-    if (!strcmp(name, "avx512")) return hbnn_cpu_has_avx512() ? &avx512_backend : NULL;
+    if (!strcmp(name, "avx512")) return hbnn_avx512_backend();
     if (!strcmp(name, "avx2")) return hbnn_cpu_has_avx2() ? &avx2_backend : NULL;
 #endif
 #ifdef HBNN_HAVE_NEON

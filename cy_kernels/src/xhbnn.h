@@ -167,7 +167,8 @@ const hbnn_backend *hbnn_select_backend(int force_portable);
 const hbnn_backend *hbnn_backend_named(const char *name);
 const hbnn_backend *hbnn_portable_backend(void);
 /* The backend's name, or the name of the kernel variant it runs on this CPU: "neon-dotprod" when the
- * NEON backend's int8 GEMM uses SDOT (aarch64 with the dot product extension). */
+ * NEON backend's int8 GEMM uses SDOT (aarch64 with the dot product extension); "avx512-simde" in the
+ * emulated test build (setup.py: HBNN_SIMDE_AVX512=1), where the AVX-512 backend runs on SIMDe. */
 const char *hbnn_backend_variant(const hbnn_backend *be);
 /* Whether this CPU has the Armv8.2 dot product (aarch64 builds; 0 elsewhere). */
 int hbnn_neon_dotprod_supported(void);
